@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    -> installs into .venv (once) and runs vlserve on the embedded default model
+#   make test   -> installs into .venv (once) and runs the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch and torchvision asked for together, so a matching pair resolves (see docs/ENVIRONMENT notes)
+	$(PY) -m pip install -q "torch>=2.6" "torchvision>=0.21"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/vlserve embed --model toy --text "a red star" --text "a blue circle"
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check vlserve tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m pytest tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vlserve tests
+	$(VENV)/bin/mypy

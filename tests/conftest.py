@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests never touch the network: hub libraries read their cache only
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import tiny_models
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny random model per family, each saved in its library's own format."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "open_clip_clip": tiny_models.save_open_clip(root / "oc_clip", tiny_models.OPEN_CLIP_TINY),
+        "open_clip_siglip": tiny_models.save_open_clip(root / "oc_siglip", tiny_models.OPEN_CLIP_SIGLIP_TINY),
+        "hf_clip": tiny_models.save_hf_clip(root / "hf_clip"),
+        "hf_siglip": tiny_models.save_hf_siglip(root / "hf_siglip"),
+        "hf_align": tiny_models.save_hf_align(root / "hf_align"),
+    }
+
+
+def spec_for(key: str, path: Path) -> str:
+    return f"open_clip:local-dir:{path}" if key.startswith("open_clip") else f"hf:{path}"
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 50), (64, 64), (33, 90))]

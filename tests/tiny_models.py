@@ -1,0 +1,126 @@
+"""Tiny random models of every supported family, built from configs and saved in each library's
+own format (no downloads). Used to prove vlserve's loaders match the reference libraries."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OPEN_CLIP_TINY: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+# SigLIP-style: a logit bias, bidirectional text attention pooled at the last token, projection bias
+OPEN_CLIP_SIGLIP_TINY: dict[str, Any] = {
+    "embed_dim": 32,
+    "init_logit_bias": -10,
+    "custom_text": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2,
+                 "no_causal_mask": True, "proj_bias": True, "pool_type": "last"},
+}
+
+
+def save_open_clip(dir_: Path, cfg: dict[str, Any], seed: int = 0) -> Path:
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    from vlserve.toyworld.model import save_open_clip_dir
+
+    torch.manual_seed(seed)
+    cls = CustomTextCLIP if cfg.get("custom_text") else CLIP
+    model = cls(**{k: v for k, v in cfg.items() if k != "custom_text"})
+    if cfg.get("init_logit_bias") is not None:
+        with torch.no_grad():
+            model.logit_bias.fill_(-3.0)  # so sigmoids are not all ~0
+    save_open_clip_dir(model, dir_, cfg, half=False)
+    cfg_path = dir_ / "open_clip_config.json"
+    conf = json.loads(cfg_path.read_text())
+    conf["preprocess_cfg"] = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                              "interpolation": "bicubic", "resize_mode": "shortest"}
+    cfg_path.write_text(json.dumps(conf))
+    return dir_
+
+
+def write_clip_tokenizer(dir_: Path, **kwargs: Any) -> Any:
+    """A CLIPTokenizer derived from open_clip's BPE file (identical ids to open_clip's tokenizer)."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    dir_.mkdir(parents=True, exist_ok=True)
+    with gzip.open(default_bpe()) as f:
+        merges = f.read().decode().split("\n")[1:49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (dir_ / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (dir_ / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tok = CLIPTokenizer(str(dir_ / "vocab.json"), str(dir_ / "merges.txt"), **kwargs)
+    tok.save_pretrained(dir_)
+    return tok
+
+
+def save_hf_clip(dir_: Path, seed: int = 0) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "vocab_size": 49408},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=24)
+    CLIPModel(cfg).save_pretrained(dir_)
+    write_clip_tokenizer(dir_, model_max_length=16)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(dir_)
+    return dir_
+
+
+def save_hf_siglip(dir_: Path, seed: int = 0) -> Path:
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(seed)
+    cfg = SiglipConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "vocab_size": 49408,
+                     "pad_token_id": 49407, "eos_token_id": 49407, "bos_token_id": 49406},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
+    model = SiglipModel(cfg)
+    with torch.no_grad():
+        model.logit_bias.fill_(-2.0)
+    model.save_pretrained(dir_)
+    # SigLIP's sentencepiece tokenizer is not available offline: a CLIP BPE stands in for it
+    write_clip_tokenizer(dir_, model_max_length=16)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(dir_)
+    return dir_
+
+
+def save_hf_align(dir_: Path, seed: int = 0) -> Path:
+    from transformers import AlignConfig, AlignModel, BertTokenizer, EfficientNetImageProcessor
+
+    torch.manual_seed(seed)
+    dir_.mkdir(parents=True, exist_ok=True)
+    words = ["a", "photo", "of", "cat", "dog", "red", "star", "blue", "circle", "the", "and", "an", "image"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
+    (dir_ / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(str(dir_ / "vocab.txt"), model_max_length=20)
+    tok.save_pretrained(dir_)
+    cfg = AlignConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 20, "vocab_size": len(vocab)},
+        vision_config={"image_size": 32, "width_coefficient": 0.1, "depth_coefficient": 0.1, "hidden_dim": 32},
+        projection_dim=32)
+    model = AlignModel(cfg)
+    with torch.no_grad():  # init convs fan-in scaled: with std 0.02 a random EfficientNet's output vanishes
+        for m in model.vision_model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    model.save_pretrained(dir_)
+    EfficientNetImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32},
+                               do_center_crop=False).save_pretrained(dir_)
+    return dir_

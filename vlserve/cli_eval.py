@@ -1,0 +1,127 @@
+"""``vlserve eval``: zero-shot accuracy and retrieval recall, with Matryoshka truncation curves."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from tqdm import tqdm
+
+from vlserve.errors import InvalidInput
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model: zero-shot accuracy, retrieval recall.")
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="model spec (default: toy)")]
+DimsOpt = Annotated[str | None, typer.Option("--dimensions", "-d",
+                                             help="comma list of Matryoshka dims, or 'all' (default: full)")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also write the JSON report here")]
+NOpt = Annotated[int, typer.Option("--n", help="items drawn from toyworld sources")]
+
+
+def parse_dims(value: str | None, full: int) -> list[int]:
+    if not value:
+        return [full]
+    if value == "all":
+        dims, d = [], 8
+        while d < full:
+            dims.append(d)
+            d *= 2
+        return [*dims, full]
+    try:
+        dims = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInput(f"--dimensions: expected a comma list of integers or 'all', got {value!r}") from None
+    bad = [d for d in dims if not 1 <= d <= full]
+    if bad or not dims:
+        raise InvalidInput(f"--dimensions: each value must be in 1..{full}, got {value!r}")
+    return dims
+
+
+def _emit(report: dict[str, Any], out: Path | None) -> None:
+    text = json.dumps(report, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+def _images_with_progress(model: Any, images: list[Any], desc: str) -> np.ndarray:
+    from vlserve.evaluation import embed_images
+
+    with tqdm(total=len(images), desc=desc, unit="img", file=None) as bar:
+        return embed_images(model, images, progress=bar.update)
+
+
+@eval_app.command("zeroshot")
+def zeroshot(
+    data: Annotated[str, typer.Option(help="ImageFolder dir, CSV of image,label, or toyworld:SPLIT/TASK "
+                                           "(TASK: shape | colour | novel)")],
+    model: ModelOpt = None,
+    templates: Annotated[list[str] | None, typer.Option("--templates", "-t",
+                                                        help="template set name or a template with {}")] = None,
+    descriptors: Annotated[Path | None, typer.Option(help="descriptor JSON {class: [descriptor, ...]}")] = None,
+    dimensions: DimsOpt = None,
+    n: NOpt = 1000,
+    out: OutOpt = None,
+) -> None:
+    """Zero-shot top-1/top-5 accuracy of a label set, optionally at several Matryoshka dims."""
+    from vlserve.cli import _load
+    from vlserve.eval_data import load_labelled
+    from vlserve.evaluation import class_embeddings, zero_shot_report
+    from vlserve.zeroshot.templates import resolve_templates
+
+    ds = load_labelled(data, n)
+    enc = _load(model)
+    dims = parse_dims(dimensions, enc.embed_dim)
+    t0 = time.time()
+    img = _images_with_progress(enc, ds.images, "images")
+    if descriptors is not None:
+        from vlserve.zeroshot.heads import DescriptorHead, load_descriptor_file
+
+        head = DescriptorHead.build(enc, load_descriptor_file(descriptors))
+        missing = sorted(set(ds.classes) - set(head.classes))
+        if missing:
+            raise InvalidInput(f"{descriptors}: no descriptors for class(es) {', '.join(missing)}")
+        report = head.evaluate(img, ds.labels, dims)
+        method: dict[str, Any] = {"method": "descriptors", "descriptors": str(descriptors)}
+    else:
+        tmpl = resolve_templates(templates, ds.templates)
+        report = zero_shot_report(img, class_embeddings(enc, ds.classes, tmpl), ds.labels, ds.classes, dims)
+        method = {"method": "templates", "templates": tmpl if len(tmpl) <= 10 else f"{len(tmpl)} templates"}
+    _emit({"task": "zeroshot", "model": enc.spec.raw, "fingerprint": enc.fingerprint, "data": data, **method,
+           "seconds": round(time.time() - t0, 2), **report}, out)
+
+
+@eval_app.command("retrieval")
+def retrieval(
+    data: Annotated[str, typer.Option(help="CSV of image,caption (several rows per image allowed) or toyworld:SPLIT")],
+    model: ModelOpt = None,
+    dimensions: DimsOpt = None,
+    n: NOpt = 1000,
+    out: OutOpt = None,
+) -> None:
+    """Text->image and image->text recall@1/5/10 (toy world: also attribute precision@10)."""
+    from vlserve.cli import _load
+    from vlserve.eval_data import load_captioned
+    from vlserve.evaluation import attribute_precision, retrieval_report
+
+    ds = load_captioned(data, n)
+    enc = _load(model)
+    dims = parse_dims(dimensions, enc.embed_dim)
+    t0 = time.time()
+    img = _images_with_progress(enc, ds.images, "images")
+    txt = enc.encode_texts(ds.captions)
+    report = retrieval_report(img, txt, ds.caption_image, dims)
+    if ds.scenes is not None:
+        from vlserve.toyworld.queries import attribute_queries
+
+        queries, specs = attribute_queries()
+        hits = np.array([[spec.satisfied_by(s.objects) for s in ds.scenes] for spec in specs])
+        report["attribute_queries"] = {"n": len(queries), "examples": queries[:3],
+                                       "precision@10": attribute_precision(img, enc.encode_texts(queries), hits, dims)}
+    _emit({"task": "retrieval", "model": enc.spec.raw, "fingerprint": enc.fingerprint, "data": data,
+           "seconds": round(time.time() - t0, 2), **report}, out)

@@ -1,0 +1,89 @@
+"""transformers backend: ``CLIPModel``, ``SiglipModel`` and ``AlignModel``, chosen from the config.
+
+transformers 5: ``get_image_features`` / ``get_text_features`` return output objects whose
+``pooler_output`` is the projected embedding. Text padding follows each family's reference usage:
+SigLIP was trained with ``padding="max_length"`` (its pooling sees the pad tokens, so this matters);
+CLIP pools at the end-of-text token and ALIGN masks padding, so padding to the longest is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from vlserve.errors import Unsupported
+from vlserve.models.base import DualEncoder, Family, Runtime
+from vlserve.models.hub import cache_only_unless_reachable, unavailable
+from vlserve.models.spec import ModelSpec
+
+FAMILIES: dict[str, Family] = {"clip": "clip", "siglip": "siglip", "align": "align"}
+
+
+def _model_class(model_type: str) -> Any:
+    import transformers
+
+    return {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel,
+            "align": transformers.AlignModel}[model_type]
+
+
+class HFEncoder(DualEncoder):
+    def __init__(self, spec: ModelSpec, runtime: Runtime | None = None) -> None:
+        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+        source = spec.local_dir or spec.hub_id
+        assert source is not None
+        with cache_only_unless_reachable() as online:
+            try:
+                config = AutoConfig.from_pretrained(source, local_files_only=not online)
+            except (OSError, ValueError) as e:
+                raise unavailable(spec.raw, e) from e
+            if config.model_type not in FAMILIES:
+                raise Unsupported(f"model spec {spec.raw!r}: model_type {config.model_type!r} is not a dual "
+                                  f"encoder vlserve serves; supported: {', '.join(FAMILIES)}")
+            try:
+                model = _model_class(config.model_type).from_pretrained(source, local_files_only=not online)
+                self._image_processor = AutoImageProcessor.from_pretrained(source, local_files_only=not online)
+                self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not online)
+            except (OSError, ValueError) as e:
+                raise unavailable(spec.raw, e) from e
+        self.family = FAMILIES[config.model_type]
+        self._context = int(config.text_config.max_position_embeddings)
+        vision = config.vision_config
+        size = getattr(vision, "image_size", None) or 224
+        self._image_size = (int(size), int(size))
+        self._padding: bool | str = "max_length" if self.family == "siglip" else True
+        super().__init__(spec, model, runtime or Runtime())
+
+    def _preprocess(self, image: Any) -> torch.Tensor:
+        return self._image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self._tokenizer(texts, padding=self._padding, truncation=True, max_length=self._context,
+                              return_tensors="pt")
+        return dict(enc)
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _pooled(self.model.get_image_features(pixel_values=pixels))  # type: ignore[operator]
+
+    def _text_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _pooled(self.model.get_text_features(**inputs))  # type: ignore[operator]
+
+    def _scale_and_bias(self) -> tuple[float, float]:
+        m: Any = self.model
+        if self.family == "align":
+            return 1.0 / float(m.temperature), 0.0
+        bias = float(m.logit_bias) if self.family == "siglip" else 0.0
+        return float(m.logit_scale.exp()), bias
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self._image_size
+
+
+def _pooled(out: Any) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out.pooler_output

@@ -1,0 +1,90 @@
+"""Image inputs: encoded bytes, PIL images or numpy arrays, decoded safely into RGB PIL images.
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``), as a viewer would show the photo.
+* Transparency is composited on white; greyscale and palette images become RGB.
+* The pixel count declared in the header is checked *before* decoding, so a decompression bomb
+  (a tiny file that claims 100k x 100k pixels) is refused without allocating anything.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vlserve.errors import InvalidInput
+
+DEFAULT_MAX_PIXELS = 64_000_000
+ImageInput = Any  # bytes | bytearray | memoryview | PIL.Image.Image | np.ndarray
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def decode_image(data: ImageInput, index: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Turn one input into an RGB PIL image, or raise :class:`InvalidInput` naming item ``index``."""
+    where = f"image {index}"
+    if isinstance(data, Image.Image):
+        if data.width * data.height > max_pixels:
+            raise InvalidInput(f"{where}: {data.width}x{data.height} exceeds the {max_pixels}-pixel limit")
+        return _to_rgb(ImageOps.exif_transpose(data) or data)
+    if isinstance(data, np.ndarray):
+        return _from_array(data, where, max_pixels)
+    if isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        if not raw:
+            raise InvalidInput(f"{where}: empty (0 bytes)")
+        try:
+            img = Image.open(io.BytesIO(raw))  # reads the header only
+        except Image.DecompressionBombError as e:  # PIL's own hard limit, hit while reading the header
+            raise InvalidInput(f"{where}: declared size exceeds the pixel limit ({e}; refused before decoding)"
+                               ) from None
+        except UnidentifiedImageError:
+            raise InvalidInput(f"{where}: not a decodable image ({len(raw)} bytes, unknown format)") from None
+        except (OSError, ValueError) as e:
+            raise InvalidInput(f"{where}: cannot read image header ({e})") from None
+        w, h = img.size
+        if w * h > max_pixels:
+            raise InvalidInput(f"{where}: declared size {w}x{h} exceeds the {max_pixels}-pixel limit "
+                               "(refused before decoding)")
+        try:
+            img.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise InvalidInput(f"{where}: corrupt or truncated {img.format or 'image'} data ({e})") from None
+        return _to_rgb(ImageOps.exif_transpose(img) or img)
+    raise InvalidInput(f"{where}: unsupported input type {type(data).__name__} "
+                       "(expected encoded bytes, a PIL image or a uint8 numpy array)")
+
+
+def _from_array(arr: np.ndarray, where: str, max_pixels: int) -> Image.Image:
+    if arr.dtype != np.uint8:
+        raise InvalidInput(f"{where}: numpy images must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InvalidInput(f"{where}: expected an HxWxC array with C in (1, 3, 4), got shape {arr.shape}")
+    h, w = arr.shape[:2]
+    if h == 0 or w == 0:
+        raise InvalidInput(f"{where}: empty array of shape {arr.shape}")
+    if h * w > max_pixels:
+        raise InvalidInput(f"{where}: {w}x{h} exceeds the {max_pixels}-pixel limit")
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(arr if mode != "L" else arr[..., 0]), mode))
+
+
+def decode_images(items: list[ImageInput], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
+    if not items:
+        raise InvalidInput("no images given (empty list)")
+    return [decode_image(x, i, max_pixels) for i, x in enumerate(items)]

@@ -1,0 +1,24 @@
+"""Settings in one place (environment variables prefixed ``VLSERVE_``), read by entrypoints only."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vlserve.models.base import Runtime
+from vlserve.models.images import DEFAULT_MAX_PIXELS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VLSERVE_", extra="ignore")
+
+    model: str = Field("toy", description="model spec string (see `vlserve models`)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    precision: str = Field("auto", description="auto | fp32 | fp16 | bf16")
+    max_batch: int = Field(32, ge=1, le=4096)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    log_level: str = "INFO"
+
+    def runtime(self) -> Runtime:
+        return Runtime(device=self.device, precision=self.precision, max_batch=self.max_batch,
+                       max_image_pixels=self.max_image_pixels)

@@ -1,0 +1,179 @@
+"""Train the toy dual encoder: open_clip architecture, Matryoshka contrastive loss, soft targets.
+
+Loss (per nested prefix ``d`` of the embedding, re-normalised, then averaged over prefixes, as in
+Kusupati et al. 2022, "Matryoshka Representation Learning"): the CLIP InfoNCE loss in both
+directions, except that the targets are *soft*: caption ``j`` is a positive for image ``i`` whenever
+image ``i`` satisfies everything caption ``j`` says (many captions in a batch are identical, e.g.
+"a star"; treating them as negatives would teach the model noise). With ``loss="siglip"`` the
+pairwise sigmoid loss of Zhai et al. 2023 is used instead, with a learned ``logit_bias``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlserve.toyworld.dataset import labelled_set, sample
+from vlserve.toyworld.model import MATRYOSHKA_DIMS, MODEL_CFG, PREPROCESS_CFG, save_open_clip_dir
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 150
+    seed: int = 0
+    matryoshka: bool = True
+    loss: str = "clip"  # or "siglip"
+    threads: int = 0  # 0: leave torch's default
+    eval_every: int = 250
+    eval_n: int = 300
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    from open_clip.model import CLIP
+
+    model_cfg = json.loads(json.dumps(MODEL_CFG))
+    if cfg.loss == "siglip":
+        model_cfg.update(init_logit_bias=-10.0, init_logit_scale=math.log(10))
+    model = CLIP(**model_cfg)
+    return model, model_cfg
+
+
+def _normalise_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(PREPROCESS_CFG["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(PREPROCESS_CFG["std"], device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, positives: torch.Tensor, model: Any,
+                     dims: tuple[int, ...], kind: str) -> torch.Tensor:
+    """Mean over nested prefixes of the soft-target CLIP loss (or the sigmoid loss)."""
+    scale = model.logit_scale.exp().clamp(max=100)
+    losses = []
+    for d in dims:
+        i = F.normalize(img[:, :d], dim=-1)
+        t = F.normalize(txt[:, :d], dim=-1)
+        logits = scale * i @ t.T
+        if kind == "siglip":
+            labels = positives * 2 - 1
+            losses.append(-F.logsigmoid(labels * (logits + model.logit_bias)).sum() / len(img))
+        else:
+            i2t = positives / positives.sum(1, keepdim=True)
+            t2i = positives.T / positives.T.sum(1, keepdim=True)
+            losses.append((F.cross_entropy(logits, i2t) + F.cross_entropy(logits.T, t2i)) / 2)
+    return torch.stack(losses).mean()
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: Any, tokenizer: Callable[..., torch.Tensor], task: str, n: int,
+                       dims: tuple[int, ...], split: str = "val") -> dict[int, float]:
+    """Quick in-training check: top-1 on single-object images with the task's default prompts."""
+    images, labels, classes = labelled_set(split, task, n)
+    device = next(model.parameters()).device
+    model.eval()
+    img = model.encode_image(_normalise_images(np.stack(images), device))
+    prompts = [TASK_PROMPTS[task].format(c) for c in classes]
+    txt = model.encode_text(tokenizer(prompts).to(device))
+    model.train()
+    truth = torch.tensor([classes.index(y) for y in labels], device=device)
+    out = {}
+    for d in dims:
+        pred = (F.normalize(img[:, :d], dim=-1) @ F.normalize(txt[:, :d], dim=-1).T).argmax(1)
+        out[d] = float((pred == truth).float().mean())
+    return out
+
+
+TASK_PROMPTS = {"shape": "a photo of a {}.", "colour": "a photo of a {} object."}
+
+
+def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
+          progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train from scratch and write the open_clip local-dir checkpoint to ``out``."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = _device()
+    model, model_cfg = build_model(cfg)
+    model.to(device).train()
+    tokenizer = SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
+    dims = MATRYOSHKA_DIMS if cfg.matryoshka else (model_cfg["embed_dim"],)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        progress_ = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_))
+
+    log: list[dict[str, Any]] = []
+    log_file = log_path.open("w") if log_path else None
+    t0 = time.time()
+    gen_time = 0.0
+    # the seed offsets the stream of training scenes, so two seeds see different data
+    offset = cfg.seed * 10_000_000
+    for step in range(cfg.steps):
+        tg = time.time()
+        batch = [sample("train", offset + step * cfg.batch_size + b) for b in range(cfg.batch_size)]
+        images = np.stack([s.scene.image for s in batch])
+        texts = [s.captions[0][0] for s in batch]
+        positives = torch.tensor([[s_j.captions[0][1].satisfied_by(s_i.scene.objects) for s_j in batch]
+                                  for s_i in batch], dtype=torch.float32, device=device)
+        tokens = tokenizer(texts).to(device)
+        gen_time += time.time() - tg
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img = model.encode_image(_normalise_images(images, device))
+        txt = model.encode_text(tokens)
+        loss = contrastive_loss(img, txt, positives, model, dims, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        entry: dict[str, Any] = {"step": step + 1, "loss": round(float(loss.detach()), 4),
+                                 "elapsed_s": round(time.time() - t0, 1)}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            for task in ("shape", "colour"):
+                acc = zero_shot_accuracy(model, tokenizer, task, cfg.eval_n, dims)
+                entry[f"val_{task}_top1"] = {str(d): round(a, 4) for d, a in acc.items()}
+        log.append(entry)
+        if log_file and (len(entry) > 3 or (step + 1) % 25 == 0):
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
+        if progress:
+            progress(step + 1, entry)
+    elapsed = time.time() - t0
+    model.eval()
+    extra = {"vlserve": {"kind": "toy", "matryoshka_dims": list(dims), "train": asdict(cfg),
+                         "train_seconds": round(elapsed, 1), "device": str(device)}}
+    save_open_clip_dir(model.cpu(), out, model_cfg, extra)
+    summary = {"config": asdict(cfg), "device": str(device), "seconds": round(elapsed, 1),
+               "data_generation_seconds": round(gen_time, 1),
+               "images_per_second": round(cfg.steps * cfg.batch_size / elapsed, 1),
+               "final": log[-1], "out": str(out)}
+    if log_file:
+        log_file.write(json.dumps({"summary": summary}) + "\n")
+        log_file.close()
+    return summary
