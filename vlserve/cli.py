@@ -104,6 +104,53 @@ def info(model: ModelOpt = None, device: DeviceOpt = None, precision: PrecisionO
     _print_json(_load(model, device, precision).info())
 
 
+@app.command()
+def classify(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    model: ModelOpt = None,
+    labels: Annotated[str | None, typer.Option(help="comma-separated labels")] = None,
+    descriptors: Annotated[Path | None, typer.Option(help="descriptor JSON {class: [descriptor, ...]}")] = None,
+    templates: Annotated[list[str] | None, typer.Option("--templates", "-t",
+                                                        help="template set (openai, simple, photo, plain) or "
+                                                             "a template with {}")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5,
+    multi_label: Annotated[bool | None, typer.Option("--multi-label/--single-label",
+                                                     help="default: the family's own rule")] = None,
+    abstain_threshold: Annotated[float | None, typer.Option(help="flag results whose top score is below this")] = None,
+    dimensions: DimsOpt = None,
+) -> None:
+    """Zero-shot classification of images against labels or a descriptor file; prints JSON."""
+    from vlserve.zeroshot.cache import TextEmbeddingCache
+    from vlserve.zeroshot.classifier import ZeroShotClassifier
+    from vlserve.zeroshot.descriptors import load_descriptor_file
+    from vlserve.zeroshot.templates import resolve_templates, template_set
+
+    if (labels is None) == (descriptors is None):
+        raise VLServeError("give exactly one of --labels a,b,c or --descriptors FILE")
+    if descriptors is not None and templates:
+        raise VLServeError("--templates applies to --labels; descriptor prompts follow the descriptor rule")
+    for p in images:
+        if not p.is_file():
+            raise VLServeError(f"image file not found: {p}")
+    s = _settings()
+    enc = _load(model)
+    clf = ZeroShotClassifier(enc, TextEmbeddingCache(s.cache_dir / "text_embeddings.sqlite"),
+                             max_labels=s.max_labels)
+    if descriptors is not None:
+        head: Any = clf.descriptors_head(load_descriptor_file(descriptors))
+    else:
+        label_list = [x.strip() for x in (labels or "").split(",") if x.strip()]
+        head = clf.labels_head(label_list, resolve_templates(templates, template_set("photo")))
+    try:
+        preds = clf.classify([p.read_bytes() for p in images], head, top_k, multi_label, abstain_threshold,
+                             dimensions)
+    except VLServeError as e:
+        raise type(e)(_name_item(e.message, [str(p) for p in images])) from None
+    _print_json({"model": enc.spec.raw, "fingerprint": enc.fingerprint, "head": head.kind,
+                 "rule": preds[0].rule, "multi_label": preds[0].multi_label,
+                 "results": [{"image": str(p), **pr.to_dict()} for p, pr in zip(images, preds, strict=True)]})
+
+
 def _register_subcommands() -> None:
     from vlserve.cli_eval import eval_app
     from vlserve.cli_toyworld import toyworld_app

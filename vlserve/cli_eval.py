@@ -80,7 +80,8 @@ def zeroshot(
     t0 = time.time()
     img = _images_with_progress(enc, ds.images, "images")
     if descriptors is not None:
-        from vlserve.zeroshot.heads import DescriptorHead, load_descriptor_file
+        from vlserve.zeroshot.descriptors import load_descriptor_file
+        from vlserve.zeroshot.heads import DescriptorHead
 
         head = DescriptorHead.build(enc, load_descriptor_file(descriptors))
         missing = sorted(set(ds.classes) - set(head.classes))

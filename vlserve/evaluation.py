@@ -32,10 +32,18 @@ def class_embeddings(model: DualEncoder, classes: Sequence[str], templates: Sequ
 
 def zero_shot_report(image_emb: np.ndarray, class_emb: np.ndarray, labels: Sequence[str], classes: Sequence[str],
                      dims: Sequence[int]) -> dict[str, Any]:
+    """Accuracy of nearest-class-embedding prediction at each Matryoshka dim."""
+    scores = [truncate(image_emb, d) @ truncate(class_emb, d).T for d in dims]
+    return accuracy_report(scores, labels, classes, dims)
+
+
+def accuracy_report(scores_by_dim: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str],
+                    dims: Sequence[int]) -> dict[str, Any]:
+    """Top-1/top-5 and per-class top-1 from class scores ([N, C] per dim)."""
+    classes = list(classes)
     truth = np.array([classes.index(y) for y in labels])
-    report: dict[str, Any] = {"n": len(labels), "classes": list(classes), "chance": 1 / len(classes), "by_dim": {}}
-    for d in dims:
-        scores = truncate(image_emb, d) @ truncate(class_emb, d).T
+    report: dict[str, Any] = {"n": len(labels), "classes": classes, "chance": 1 / len(classes), "by_dim": {}}
+    for d, scores in zip(dims, scores_by_dim, strict=True):
         pred = scores.argmax(1)
         top5 = np.argsort(-scores, axis=1)[:, :5]
         per_class = {c: float((pred[truth == k] == k).mean()) if (truth == k).any() else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,6 +19,8 @@ class Settings(BaseSettings):
     precision: str = Field("auto", description="auto | fp32 | fp16 | bf16")
     max_batch: int = Field(32, ge=1, le=4096)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_labels: int = Field(10_000, ge=1, description="largest label set one classification may use")
+    cache_dir: Path = Field(Path.home() / ".cache" / "vlserve", description="text-embedding cache and heads")
     log_level: str = "INFO"
 
     def runtime(self) -> Runtime:

@@ -101,7 +101,7 @@ class DualEncoder(ABC):
     def _text_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
     @abstractmethod
-    def _scale_and_bias(self) -> tuple[float, float]:
+    def scale_and_bias(self) -> tuple[float, float]:
         """(multiplier, bias) so that ``logits = multiplier * cos + bias`` for this family."""
 
     @functools.cached_property
@@ -161,7 +161,7 @@ class DualEncoder(ABC):
     def similarity_logits(self, image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
         """[N_img, N_txt] logits by the family's rule, from normalised embeddings."""
         image_emb, text_emb = _as_2d(image_emb), _as_2d(text_emb)
-        scale, bias = self._scale_and_bias()
+        scale, bias = self.scale_and_bias()
         return (scale * (image_emb.astype(np.float64) @ text_emb.astype(np.float64).T) + bias).astype(np.float32)
 
     def probabilities(self, image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
@@ -187,7 +187,7 @@ class DualEncoder(ABC):
         return hashlib.blake2b(f"{self.spec.canonical}|{self._weights_hash}".encode(), digest_size=8).hexdigest()
 
     def info(self) -> dict[str, Any]:
-        scale, bias = self._scale_and_bias()
+        scale, bias = self.scale_and_bias()
         return {
             "spec": self.spec.raw,
             "canonical_spec": self.spec.canonical,

@@ -69,7 +69,7 @@ class HFEncoder(DualEncoder):
     def _text_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return _pooled(self.model.get_text_features(**inputs))  # type: ignore[operator]
 
-    def _scale_and_bias(self) -> tuple[float, float]:
+    def scale_and_bias(self) -> tuple[float, float]:
         m: Any = self.model
         if self.family == "align":
             return 1.0 / float(m.temperature), 0.0

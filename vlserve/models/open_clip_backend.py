@@ -34,7 +34,7 @@ class OpenClipEncoder(DualEncoder):
     def _text_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.encode_text(inputs["text"])  # type: ignore[operator]
 
-    def _scale_and_bias(self) -> tuple[float, float]:
+    def scale_and_bias(self) -> tuple[float, float]:
         scale = float(self.model.logit_scale.exp())  # type: ignore[operator]
         bias = getattr(self.model, "logit_bias", None)
         return scale, float(bias) if bias is not None else 0.0

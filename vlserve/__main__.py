@@ -1,0 +1,3 @@
+from vlserve.cli import main
+
+main()
