@@ -153,7 +153,11 @@ def classify(
 
 def _register_subcommands() -> None:
     from vlserve.cli_eval import eval_app
+    from vlserve.cli_serve import repo_app, serve
     from vlserve.cli_toyworld import toyworld_app
+
+    app.command("serve")(serve)
+    app.add_typer(repo_app, name="repo")
 
     app.add_typer(toyworld_app, name="toyworld")
     app.add_typer(eval_app, name="eval")

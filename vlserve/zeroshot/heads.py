@@ -148,7 +148,7 @@ def save_head(head: Head, folder: Path) -> Path:
     if isinstance(head, DescriptorHead):
         arrays["owners"] = head.owners
     tmp = folder / f".{head.name}.npz.tmp.npz"
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    np.savez(tmp, **arrays)
     tmp.replace(folder / f"{head.name}.npz")
     meta = folder / f"{head.name}.json"
     meta.with_suffix(".json.tmp").write_text(json.dumps(head.to_json(), indent=1))

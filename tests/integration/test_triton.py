@@ -1,0 +1,184 @@
+"""The real tritonserver (from the nvidia-pytriton wheel) serving the toy model, called with the
+official tritonclient over HTTP and gRPC; results must equal the in-process engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlserve.matryoshka import truncate
+from vlserve.models import load_dual_encoder
+from vlserve.serving.client import VLServeClient
+from vlserve.serving.launcher import Ports, TritonServer
+from vlserve.serving.repository import build_repository
+from vlserve.toyworld.dataset import single_object
+from vlserve.zeroshot.classifier import ZeroShotClassifier
+
+pytestmark = pytest.mark.integration
+LABELS = ["circle", "square", "triangle", "star", "cross", "diamond"]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    build_repository(repo, "toy")
+    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=tmp_path_factory.mktemp("cache"))
+    server.start()
+    try:
+        server.wait_ready(240)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_dual_encoder("toy")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [png(single_object("test", i).image) for i in range(8)]
+
+
+@pytest.fixture(params=["http", "grpc"])
+def client(request, server):
+    url = server.http_url if request.param == "http" else server.grpc_url
+    c = VLServeClient(url, request.param)
+    yield c
+    c.close()
+
+
+def test_embeddings_equal_in_process_engine(client, engine, images):
+    got = client.embed_images(images)
+    want = engine.encode_images(images)
+    assert got.shape == want.shape and (np.sum(got * want, 1) >= 0.99999).all()
+    texts = ["a red star", "a photo of a blue circle", "word " * 200]
+    t_got, t_want = client.embed_texts(texts), engine.encode_texts(texts)
+    assert (np.sum(t_got * t_want, 1) >= 0.99999).all()
+    raw = np.stack([single_object("test", i).image for i in range(3)])
+    r_got = client.embed_images(list(raw))
+    assert (np.sum(r_got * engine.encode_images(list(raw)), 1) >= 0.99999).all()
+
+
+def test_dimensions_truncate_and_renormalise(client, engine, images):
+    got = client.embed_images(images[:2], dimensions=32)
+    want = truncate(engine.encode_images(images[:2]), 32)
+    assert got.shape == (2, 32) and (np.sum(got * want, 1) >= 0.99999).all()
+    assert client.embed_texts(["a star"], dimensions=16).shape == (1, 16)
+    from vlserve.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"dimensions must be an integer in 1\.\.128"):
+        client.embed_texts(["a star"], dimensions=999)
+
+
+def test_classification_equals_engine(client, engine, images):
+    clf = ZeroShotClassifier(engine)
+    head = clf.labels_head(LABELS)
+    for img in images[:3]:
+        got = client.classify(img, labels=LABELS, top_k=6)
+        want = clf.classify([img], head, top_k=6)[0]
+        assert got.labels == [x["label"] for x in want.labels]
+        np.testing.assert_allclose(got.scores, [x["score"] for x in want.labels], atol=1e-5)
+        assert got.rule == want.rule and not got.multi_label
+        assert float(np.dot(got.embedding, engine.encode_images([img])[0])) >= 0.99999
+    desc = {"blicket": ["red color", "a star"], "dax": ["blue color", "a circle"]}
+    got = client.classify(images[0], descriptors=desc, top_k=2)
+    want = clf.classify([images[0]], clf.descriptors_head(desc), top_k=2)[0]
+    np.testing.assert_allclose(got.scores, [x["score"] for x in want.labels], atol=1e-5)
+    assert [e["descriptor"] for e in got.explanation[got.labels[0]]] == \
+        [e["descriptor"] for e in want.labels[0]["explanation"]]
+
+
+def test_corrupt_image_fails_alone_among_concurrent_requests(client, images):
+    from vlserve.errors import InvalidInput
+
+    batch = [*images[:7], b"\xff\xd8\xff\xe0 this is not a jpeg"]
+    batch.insert(3, batch.pop())  # the bad one in the middle
+
+    def call(img):
+        try:
+            return client.embed_images([img])
+        except InvalidInput as e:
+            return e
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, batch))
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and isinstance(results[3], InvalidInput)
+    assert "image 0: not a decodable image" in str(results[3]) or "corrupt" in str(results[3])
+    assert all(isinstance(r, np.ndarray) and r.shape == (1, 128) for i, r in enumerate(results) if i != 3)
+
+
+def test_error_codes_are_triton_invalid_arg(server, images):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    arr = np.array([[b"garbage"]], dtype=np.object_)
+    inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    inp.set_data_from_numpy(arr)
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("image_encoder", [inp])
+    assert "INVALID_ARG" in str(e.value.status())
+
+
+def test_health_ready_and_metrics(server):
+    import tritonclient.http as httpclient
+
+    c = httpclient.InferenceServerClient(server.http_url)
+    assert c.is_server_live() and c.is_server_ready()
+    for m in ("image_encoder", "text_encoder", "zero_shot_classifier"):
+        assert c.is_model_ready(m)
+    assert not c.is_model_ready("detector")  # slots not yet filled are absent, not stubs
+    body = urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=10).read().decode()
+    assert "nv_inference_request_success" in body
+
+
+def test_serve_command_starts_and_stops_cleanly(tmp_path):
+    http, grpc, metrics = free_ports(3)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLSERVE_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "vlserve", "serve", "--model", "toy", "--http-port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        status = json.loads(line)
+        assert status["status"] == "ready" and status["http"] == f"http://127.0.0.1:{http}"
+        assert VLServeClient(f"127.0.0.1:{http}").embed_texts(["a star"]).shape == (1, 128)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert time.time() - t0 < 60
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", http), timeout=2)
+    finally:
+        proc.kill()

@@ -1,0 +1,108 @@
+"""Plumbing shared by the Triton python-backend models in ``model_repository/``.
+
+Each ``model.py`` stays an adapter: read tensors, call the engine, write tensors. This module holds
+what they share: building the engine from the model config's ``parameters``, reading optional
+inputs, and the one mapping from vlserve errors to ``pb_utils.TritonError`` codes, so a bad
+request gets its own error response and never fails its batch neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from vlserve.errors import InvalidInput, ModelUnavailable, NotFound, Unsupported, VLServeError
+
+log = logging.getLogger("vlserve.serving")
+
+
+def parameters(args: dict[str, str]) -> dict[str, str]:
+    """The ``parameters`` block of a model config as a plain dict."""
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def load_engine(args: dict[str, str]) -> Any:
+    """The dual encoder named by the ``MODEL_SPEC`` parameter, on this instance's device."""
+    from vlserve.models import Runtime, load_dual_encoder
+
+    params = parameters(args)
+    if "MODEL_SPEC" not in params:
+        raise ModelUnavailable("model config has no MODEL_SPEC parameter")
+    device = params.get("DEVICE", "auto")
+    if device == "auto":
+        kind = args.get("model_instance_kind", "CPU")
+        device = f"cuda:{args.get('model_instance_device_id', '0')}" if kind == "GPU" else "cpu"
+    runtime = Runtime(device=device, precision=params.get("PRECISION", "auto"),
+                      max_batch=int(params.get("MAX_BATCH", "32")))
+    engine = load_dual_encoder(params["MODEL_SPEC"], runtime)
+    log.info("loaded %s (%s) on %s", params["MODEL_SPEC"], engine.fingerprint, engine.device)
+    return engine
+
+
+def triton_error(pb_utils: Any, exc: BaseException) -> Any:
+    """One mapping table from vlserve errors to Triton error codes; internals never leak."""
+    codes = pb_utils.TritonError
+    if isinstance(exc, NotFound):
+        return codes(exc.message, codes.NOT_FOUND)
+    if isinstance(exc, Unsupported):
+        return codes(exc.message, codes.UNSUPPORTED)
+    if isinstance(exc, InvalidInput):
+        return codes(exc.message, codes.INVALID_ARG)
+    if isinstance(exc, ModelUnavailable):
+        return codes(exc.message, codes.UNAVAILABLE)
+    if isinstance(exc, VLServeError):
+        return codes(exc.message, codes.INTERNAL)
+    log.exception("internal error", exc_info=exc)
+    return codes("internal error", codes.INTERNAL)
+
+
+def optional(pb_utils: Any, request: Any, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def optional_scalar(pb_utils: Any, request: Any, name: str, kind: type) -> Any:
+    """First value of an optional per-request input (e.g. DIMENSIONS, TOP_K), or None."""
+    arr = optional(pb_utils, request, name)
+    if arr is None or arr.size == 0:
+        return None
+    value = arr.reshape(-1)[0]
+    return value.decode() if isinstance(value, bytes) else kind(value)
+
+
+def strings(arr: np.ndarray | None) -> list[str]:
+    """A BYTES tensor's first row as a list of strings (batch dimension dropped)."""
+    if arr is None:
+        return []
+    row = arr[0] if arr.ndim > 1 else arr
+    out = []
+    for v in np.asarray(row).reshape(-1):
+        try:
+            out.append(v.decode("utf-8") if isinstance(v, bytes) else str(v))
+        except UnicodeDecodeError:
+            raise InvalidInput("text inputs must be UTF-8") from None
+    return out
+
+
+def image_inputs(pb_utils: Any, request: Any) -> list[Any]:
+    """The request's images: encoded ``IMAGE`` bytes or raw ``IMAGE_RAW`` uint8 HWC arrays."""
+    encoded = optional(pb_utils, request, "IMAGE")
+    raw = optional(pb_utils, request, "IMAGE_RAW")
+    if (encoded is None) == (raw is None):
+        raise InvalidInput("give exactly one of IMAGE (encoded bytes) or IMAGE_RAW (uint8 HxWx3)")
+    if encoded is not None:
+        return [bytes(v) for v in encoded.reshape(len(encoded), -1)[:, 0]]
+    assert raw is not None
+    return list(raw)
+
+
+def as_batch(pb_utils: Any, name: str, arr: np.ndarray) -> Any:
+    return pb_utils.Tensor(name, np.ascontiguousarray(arr))
+
+
+def bytes_array(values: list[str]) -> np.ndarray:
+    return np.array([v.encode("utf-8") for v in values], dtype=np.object_)

@@ -1,0 +1,99 @@
+"""Write Triton model repositories: one folder per model, ``config.pbtxt`` + ``1/model.py``.
+
+The ``model.py`` files are the adapters in :mod:`vlserve.serving.backend_models`, copied verbatim;
+the model spec string lives in each config's ``parameters`` (``MODEL_SPEC``). Instances use
+``KIND_AUTO``: Triton places them on a GPU when one is present, on the CPU otherwise, and the
+adapter picks the matching torch device (and fp16 on CUDA).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlserve.errors import InvalidInput
+from vlserve.models.spec import parse_spec
+
+ADAPTERS = Path(__file__).parent / "backend_models"
+MODELS = ("image_encoder", "text_encoder", "zero_shot_classifier")
+
+_IMAGE_INPUTS = """  { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] optional: true },
+  { name: "IMAGE_RAW" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] optional: true },"""
+_IO = {
+    "image_encoder": (_IMAGE_INPUTS + """
+  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }""",
+                      """  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] }"""),
+    "text_encoder": ("""  { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }""",
+                     """  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] }"""),
+    "zero_shot_classifier": (_IMAGE_INPUTS + """
+  { name: "LABELS" data_type: TYPE_STRING dims: [ -1 ] optional: true },
+  { name: "TEMPLATES" data_type: TYPE_STRING dims: [ -1 ] optional: true },
+  { name: "DESCRIPTORS" data_type: TYPE_STRING dims: [ 1 ] optional: true },
+  { name: "HEAD" data_type: TYPE_STRING dims: [ 1 ] optional: true },
+  { name: "TOP_K" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
+  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
+  { name: "MULTI_LABEL" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
+  { name: "ABSTAIN_THRESHOLD" data_type: TYPE_FP32 dims: [ 1 ] optional: true }""",
+                             """  { name: "LABEL" data_type: TYPE_STRING dims: [ -1 ] },
+  { name: "SCORE" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "RULE" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "EXPLANATION" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "ABSTAINED" data_type: TYPE_BOOL dims: [ 1 ] }"""),
+}
+
+
+@dataclass
+class RepoOptions:
+    max_batch_size: int = 64
+    preferred_batch_sizes: tuple[int, ...] = (8, 16, 32)
+    max_queue_delay_us: int = 2000
+    instances: int = 1
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def config_pbtxt(name: str, kind: str, spec: str, opts: RepoOptions) -> str:
+    inputs, outputs = _IO[kind]
+    params = {"MODEL_SPEC": spec, **opts.parameters}
+    param_text = "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
+                           for k, v in params.items())
+    preferred = ", ".join(str(b) for b in opts.preferred_batch_sizes if b <= opts.max_batch_size)
+    return f"""# vlserve {kind}: written by `vlserve repo build` (vlserve.serving.repository)
+name: "{name}"
+backend: "python"
+max_batch_size: {opts.max_batch_size}
+input [
+{inputs}
+]
+output [
+{outputs}
+]
+dynamic_batching {{
+  preferred_batch_size: [ {preferred} ]
+  max_queue_delay_microseconds: {opts.max_queue_delay_us}
+}}
+instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
+{param_text}
+"""
+
+
+def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, ...] = MODELS,
+                     opts: RepoOptions | None = None) -> list[Path]:
+    """Write (or overwrite) ``prefix + model`` folders for ``spec`` under ``out``."""
+    parse_spec(spec)  # refuse unknown specs before writing anything
+    opts = opts or RepoOptions()
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise InvalidInput(f"unknown repository model(s) {unknown}; known: {', '.join(MODELS)}")
+    if prefix and not prefix.replace("_", "").replace("-", "").isalnum():
+        raise InvalidInput(f"prefix {prefix!r} must be letters, digits, '_' or '-'")
+    written = []
+    for kind in models:
+        folder = out / f"{prefix}{kind}"
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, spec, opts))
+        shutil.copyfile(ADAPTERS / f"{kind}.py", folder / "1" / "model.py")
+        written.append(folder)
+    return written
