@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    -> installs into .venv (once) and runs vlserve on the embedded default model
+#   make run    -> installs into .venv (once) and serves the embedded default model through Triton
 #   make test   -> installs into .venv (once) and runs the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/vlserve embed --model toy --text "a red star" --text "a blue circle"
+	$(VENV)/bin/vlserve serve --repository model_repository
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check vlserve tests

@@ -35,6 +35,7 @@ class ToyObject:
     center: tuple[float, float]  # (x, y) pixels
     mask: np.ndarray = field(repr=False)  # bool [H, W], visible pixels only
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # xyxy, exclusive max (COCO-style extent)
+    full_area: int = 0  # pixels of the whole shape before occlusion
 
     @property
     def label(self) -> str:
@@ -165,9 +166,9 @@ def render_scene(rng: np.random.Generator, n_objects: int | None = None, image_s
         shade = 1.0 + rng.normal(0, 0.06, size=(image_size, image_size, 1))
         img[visible] = (rgb * shade[visible]) + rng.normal(0, 6, size=(int(visible.sum()), 3))
     objects = []
-    for i, (shp, col, size, center, _full) in enumerate(placed):
+    for i, (shp, col, size, center, full) in enumerate(placed):
         visible = occupied == i
         ys, xs = np.nonzero(visible)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        objects.append(ToyObject(shp, col, size, center, visible, box))
+        objects.append(ToyObject(shp, col, size, center, visible, box, int(full.sum())))
     return Scene(np.clip(img, 0, 255).astype(np.uint8), objects)
