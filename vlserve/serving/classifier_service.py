@@ -1,14 +1,13 @@
 """Engine-side logic behind the Triton ``zero_shot_classifier`` model (no Triton types here).
 
-Heads are resolved per request (labels + templates, a descriptor JSON, or a registered name) and
-kept in a small LRU so a repeated label set costs nothing; the images of a whole dynamic batch are
+Heads are resolved per request (labels + templates, a descriptor JSON, or a registered name); the
+classifier keeps recently built heads, so a repeated label set costs nothing. The images of a whole dynamic batch are
 decoded one by one (a bad image fails only its request) and encoded in one forward pass.
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,13 @@ from vlserve.zeroshot.templates import resolve_templates, template_set
 
 
 class ClassifierService:
-    def __init__(self, engine: DualEncoder, params: dict[str, str], max_heads: int = 64) -> None:
+    def __init__(self, engine: DualEncoder, params: dict[str, str]) -> None:
         cache_file = params.get("TEXT_CACHE")
         heads_dir = params.get("HEADS_DIR")
         self.classifier = ZeroShotClassifier(
             engine, TextEmbeddingCache(cache_file or None), Path(heads_dir) if heads_dir else None,
             max_labels=int(params.get("MAX_LABELS", "10000")))
         self.engine = engine
-        self._heads: OrderedDict[str, Head] = OrderedDict()
-        self.max_heads = max_heads
         if params.get("HEADS_FILE"):
             self.register_file(Path(params["HEADS_FILE"]))
 
@@ -55,22 +52,13 @@ class ClassifierService:
             raise InvalidInput("give exactly one of LABELS, DESCRIPTORS or HEAD")
         if name:
             return self.classifier.head(name)
-        key = json.dumps([labels, templates, descriptors])
-        if key in self._heads:
-            self._heads.move_to_end(key)
-            return self._heads[key]
         if descriptors:
             try:
                 obj = json.loads(descriptors)
             except json.JSONDecodeError as e:
                 raise InvalidInput(f"DESCRIPTORS is not valid JSON ({e})") from None
-            head: Head = self.classifier.descriptors_head(validate_descriptors(obj, "DESCRIPTORS"))
-        else:
-            head = self.classifier.labels_head(labels, resolve_templates(templates, template_set("photo")))
-        self._heads[key] = head
-        while len(self._heads) > self.max_heads:
-            self._heads.popitem(last=False)
-        return head
+            return self.classifier.descriptors_head(validate_descriptors(obj, "DESCRIPTORS"))
+        return self.classifier.labels_head(labels, resolve_templates(templates, template_set("photo")))
 
     def classify_batch(self, parsed: list[tuple[int, list[Any], Head, dict[str, Any]]]
                        ) -> list[tuple[int, tuple[list[Prediction], np.ndarray] | BaseException]]:

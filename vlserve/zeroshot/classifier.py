@@ -8,7 +8,9 @@ calibrated as independent probabilities, so asking them for multi-label scores i
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,24 +40,53 @@ class Prediction:
 
 class ZeroShotClassifier:
     def __init__(self, model: DualEncoder, cache: TextEmbeddingCache | None = None,
-                 heads_dir: Path | None = None, max_labels: int = DEFAULT_MAX_LABELS) -> None:
+                 heads_dir: Path | None = None, max_labels: int = DEFAULT_MAX_LABELS,
+                 max_recent_heads: int = 64) -> None:
         self.model = model
         self.cache = cache if cache is not None else TextEmbeddingCache()
         self.heads_dir = heads_dir
         self.max_labels = max_labels
         self._heads: dict[str, Head] = {}
+        self._recent: OrderedDict[str, Head] = OrderedDict()
+        self.max_recent_heads = max_recent_heads
         self._lock = threading.Lock()
 
     # ---- heads ---------------------------------------------------------------------------------
     def labels_head(self, labels: Sequence[str], templates: Sequence[str] | None = None,
                     name: str = "") -> TemplateHead:
-        return TemplateHead.build(self.model, labels, templates or template_set("photo"), self.cache, name,
-                                  self.max_labels)
+        templates = list(templates or template_set("photo"))
+        key = json.dumps(["templates", list(labels), templates, name])
+        head = self._recent_head(key)
+        if head is None:
+            head = self._remember(key, TemplateHead.build(self.model, labels, templates, self.cache, name,
+                                                          self.max_labels))
+        assert isinstance(head, TemplateHead)
+        return head
 
     def descriptors_head(self, descriptors: dict[str, list[str]], name: str = "", **prompt_format: str
                          ) -> DescriptorHead:
-        return DescriptorHead.build(self.model, descriptors, self.cache, name, max_labels=self.max_labels,
-                                    **prompt_format)
+        key = json.dumps(["descriptors", descriptors, name, prompt_format], sort_keys=True, default=str)
+        head = self._recent_head(key)
+        if head is None:
+            head = self._remember(key, DescriptorHead.build(self.model, descriptors, self.cache, name,
+                                                            max_labels=self.max_labels, **prompt_format))
+        assert isinstance(head, DescriptorHead)
+        return head
+
+    def _recent_head(self, key: str) -> Head | None:
+        """Recently built heads, so a repeated label set costs one dictionary look-up."""
+        with self._lock:
+            head = self._recent.get(key)
+            if head is not None:
+                self._recent.move_to_end(key)
+            return head
+
+    def _remember(self, key: str, head: Head) -> Head:
+        with self._lock:
+            self._recent[key] = head
+            while len(self._recent) > self.max_recent_heads:
+                self._recent.popitem(last=False)
+        return head
 
     def register(self, head: Head, persist: bool = True) -> Head:
         """Keep ``head`` under its name for later requests (and on disk when a heads dir is set)."""
