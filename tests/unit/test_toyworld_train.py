@@ -1,0 +1,46 @@
+"""Training is seeded and reproducible, writes open_clip's local-dir layout, and the loss is the
+Matryoshka soft-target contrastive loss it claims to be."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vlserve.models import load_dual_encoder
+from vlserve.toyworld.train import TrainConfig, build_model, contrastive_loss, train
+
+
+def test_same_seed_same_weights(tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=8, eval_every=10**9, warmup=1)
+    train(tmp_path / "a", cfg)
+    train(tmp_path / "b", cfg)
+    a = (tmp_path / "a" / "open_clip_model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "open_clip_model.safetensors").read_bytes()
+    train(tmp_path / "c", TrainConfig(steps=2, batch_size=8, eval_every=10**9, warmup=1, seed=1))
+    assert a != (tmp_path / "c" / "open_clip_model.safetensors").read_bytes()
+    model = load_dual_encoder(f"open_clip:local-dir:{tmp_path / 'a'}")
+    assert model.embed_dim == 128 and model.family == "clip"
+
+
+def test_loss_averages_nested_prefixes_with_soft_targets():
+    model, _ = build_model(TrainConfig())
+    torch.manual_seed(0)
+    img, txt = torch.randn(4, 128), torch.randn(4, 128)
+    eye = torch.eye(4)
+    full = contrastive_loss(img, txt, eye, model, (128,), "clip").detach()
+    nested = contrastive_loss(img, txt, eye, model, (16, 128), "clip").detach()
+    first = contrastive_loss(img, txt, eye, model, (16,), "clip").detach()
+    assert math.isclose(float(nested), (float(full) + float(first)) / 2, rel_tol=1e-5)
+    # caption 0 is also true of image 1 (a false negative under hard targets): the soft targets put half
+    # of image 1's target mass on caption 0, in both directions
+    soft = eye.clone()
+    soft[1, 0] = 1
+    scale = model.logit_scale.exp().detach()
+    i, t = torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
+    logits = scale * i @ t.T
+    i2t = -(soft / soft.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    t2i = -(soft.T / soft.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
+    got = contrastive_loss(img, txt, soft, model, (128,), "clip").detach()
+    assert math.isclose(float(got), float((i2t + t2i) / 2), rel_tol=1e-5)
+    assert not math.isclose(float(got), float(full), rel_tol=1e-3)
