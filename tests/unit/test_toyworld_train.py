@@ -44,3 +44,11 @@ def test_loss_averages_nested_prefixes_with_soft_targets():
     got = contrastive_loss(img, txt, soft, model, (128,), "clip").detach()
     assert math.isclose(float(got), float((i2t + t2i) / 2), rel_tol=1e-5)
     assert not math.isclose(float(got), float(full), rel_tol=1e-3)
+
+
+def test_sigmoid_variant_trains_a_siglip_family_model(tmp_path):
+    train(tmp_path / "s", TrainConfig(steps=2, batch_size=8, eval_every=10**9, warmup=1, loss="siglip"))
+    model = load_dual_encoder(f"open_clip:local-dir:{tmp_path / 's'}")
+    assert model.family == "siglip" and model.multi_label
+    scale, bias = model.scale_and_bias()
+    assert bias < -5 and scale > 1  # learned logit_bias initialised at -10, scale at 10
