@@ -161,6 +161,8 @@ def _register_subcommands() -> None:
 
     app.add_typer(toyworld_app, name="toyworld")
     app.add_typer(eval_app, name="eval")
+    from vlserve.cli_index import index_app
+    app.add_typer(index_app, name="index")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_labels: int = Field(10_000, ge=1, description="largest label set one classification may use")
     cache_dir: Path = Field(Path.home() / ".cache" / "vlserve", description="text-embedding cache and heads")
+    index_dir: Path = Field(Path("index"), description="where `vlserve index` keeps indexes (one folder each)")
     log_level: str = "INFO"
 
     def runtime(self) -> Runtime:
