@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch and torchvision asked for together, so a matching pair resolves (see docs/ENVIRONMENT notes)
 	$(PY) -m pip install -q "torch>=2.6" "torchvision>=0.21"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -73,10 +73,10 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
     items = read_sources(sources, opts, root)  # fail fast on a bad source, before loading a model
     existing = (folder / MANIFEST).is_file()
     manifest = IndexManifest.load(folder) if existing else None
-    spec = model or (manifest.model_spec if manifest else None)
-    if spec is None:
-        raise InvalidInput(f"index {name!r} does not exist yet: give --model SPEC to create it")
     if encoder is None:
+        spec = model or (manifest.model_spec if manifest else None)
+        if spec is None:
+            raise InvalidInput(f"index {name!r} does not exist yet: give --model SPEC to create it")
         encoder = load_dual_encoder(spec, runtime)
     t0 = time.perf_counter()
     with writer_lock(folder):

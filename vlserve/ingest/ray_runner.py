@@ -111,6 +111,7 @@ def _run(ray: Any, plans: Sequence[ShardPlan], encoder: DualEncoder, writer: Sha
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     by_seq = {p.seq: p for p in plans}
     rows = [{"shard": p.seq, "pos": j, **it.to_row(), "captions": json.dumps(list(it.captions))}
             for p in plans for j, it in enumerate(p.items)]
@@ -120,8 +121,8 @@ def _run(ray: Any, plans: Sequence[ShardPlan], encoder: DualEncoder, writer: Sha
                         fn_kwargs={"pre": Preprocessor(encoder), "shape": (3, *encoder.image_size),
                                    "known": writer.index.meta.all_ids()})
     runtime = asdict(encoder.runtime)
-    ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy", concurrency=actors or 1,
-                        num_gpus=gpus, num_cpus=0 if gpus else 1,
+    ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=actors or 1), num_gpus=gpus, num_cpus=0 if gpus else 1,
                         fn_constructor_kwargs={"spec": encoder.spec.raw, "runtime": runtime,
                                                "fingerprint": encoder.fingerprint, "captions": captions})
     partial: dict[int, tuple[list[Decoded], dict[int, Encoded]]] = {}

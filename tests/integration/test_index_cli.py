@@ -1,0 +1,166 @@
+"""``vlserve index`` as a user runs it (subprocesses): the full command set, one-line errors, and the
+kill -9 crash test for resumable builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from conftest import spec_for
+from PIL import Image
+
+pytestmark = pytest.mark.integration
+VLSERVE = [sys.executable, "-m", "vlserve"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run(args: list[str], timeout: int = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VLSERVE, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def ok_json(args: list[str]) -> dict:
+    r = run(args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def write_images(folder: Path, n: int, start: int = 0) -> list[Path]:
+    from vlserve.toyworld.dataset import sample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + n):
+        p = folder / f"{i:04d}.jpg"
+        Image.fromarray(sample("test", i).scene.image).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def test_build_search_info_add_remove(tiny_dirs, tmp_path):
+    spec = spec_for("open_clip_clip", tiny_dirs["open_clip_clip"])
+    imgs = write_images(tmp_path / "gal", 30)
+    (tmp_path / "gal" / "0003.txt").write_text("a special caption\n")
+    (tmp_path / "gal" / "0003.json").write_text('{"colour": "teal"}')
+    idx = ["--index-dir", str(tmp_path / "idx")]
+    r = run(["index", "build", str(tmp_path / "gal"), "--model", spec, "--name", "g", "--shard-size", "8", *idx])
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["count"] == 30 and report["added"] == 30 and "img/s" in r.stderr  # progress bar with a rate
+    out = ok_json(["index", "search", "g", "--text", "a red star", "--text", "a blue circle", "-k", "5", *idx])
+    assert [len(x["hits"]) for x in out["results"]] == [5, 5] and out["results"][0]["hits"][0]["rank"] == 1
+    top = ok_json(["index", "search", "g", "--image", str(imgs[3]), "-k", "1", *idx])["results"][0]["hits"][0]
+    assert top["source"] == str(imgs[3].resolve()) and top["meta"] == {"colour": "teal"}
+    assert ok_json(["index", "search", "g", "--text", "x", "--where", "colour=teal", *idx]
+                   )["results"][0]["hits"][0]["id"] == top["id"]
+    texts = ok_json(["index", "search", "g", "--like-id", str(top["id"]), "--target", "texts", "-k", "1", *idx])
+    assert texts["results"][0]["hits"][0]["caption"] == "a special caption"
+    emb = tmp_path / "q.json"
+    emb.write_text(json.dumps(ok_json(["embed", "--model", spec, "--text", "a red star"])["texts"][0]["embedding"]))
+    by_emb = ok_json(["index", "search", "g", "--embedding", f"@{emb}", "-k", "5", *idx])
+    assert [h["id"] for h in by_emb["results"][0]["hits"]] == [h["id"] for h in out["results"][0]["hits"]]
+    info = ok_json(["index", "info", "g", *idx])
+    assert info["count"] == 30 and info["model_spec"] == spec and info["factory"] == "Flat"
+    write_images(tmp_path / "more", 5, start=100)
+    added = ok_json(["index", "add", "g", str(tmp_path / "more"), str(imgs[0]), *idx])
+    assert added["added"] == 5 and added["duplicates"] == 1 and added["count"] == 35
+    removed = ok_json(["index", "remove", "g", "--source", str(imgs[3]), "--id", str(by_emb["results"][0]["hits"][0]
+                                                                                        ["id"]), *idx])
+    assert removed["removed"] == 2 and removed["count"] == 33
+    assert ok_json(["index", "list", *idx])["indexes"][0]["count"] == 33
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    (tmp_path / "t.csv").write_text("name\nx\n")
+    for args, expected in [
+        (["index", "build", str(tmp_path / "nope"), "--model", "toy", "--name", "x"], "source not found"),
+        (["index", "build", str(tmp_path / "t.csv"), "--model", "toy", "--name", "x"], "no image column"),
+        (["index", "search", "missing", "--text", "a", "--index-dir", str(tmp_path)], "not found"),
+        (["index", "search", "missing", "--text", "a", "-k", "0"], "k must be"),
+    ]:
+        r = run(args)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and expected in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def _index_state(folder: Path) -> tuple[list[int], np.ndarray]:
+    db = sqlite3.connect(folder / "meta.sqlite")
+    ids = [r[0] for r in db.execute("SELECT id FROM items")]
+    db.close()
+    full = faiss.read_index(str(folder / "images.full.faiss"))
+    return ids, faiss.vector_to_array(full.id_map)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_build_then_rerun_gives_every_readable_image_once(tiny_dirs, tmp_path):
+    """The build blocks on a FIFO posing as image 45, so it is provably mid-build (shards before it
+    committed, later ones not) when the whole process group gets SIGKILL. The rerun must finish with
+    exactly the readable images, each once."""
+    spec = spec_for("open_clip_clip", tiny_dirs["open_clip_clip"])
+    src = tmp_path / "src"
+    write_images(src, 80)
+    (src / "0045.jpg").unlink()
+    os.mkfifo(src / "0045.jpg")
+    (src / "0077.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # unreadable: counted, skipped
+    cmd = [*VLSERVE, "index", "build", str(src), "--model", spec, "--name", "g", "--index-dir", str(tmp_path / "idx"),
+           "--shard-size", "10", "--batch-size", "5", "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    db_path = tmp_path / "idx" / "g" / "meta.sqlite"
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and proc.poll() is None:
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path, timeout=1) as db:
+                    done = db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 4:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and done == 4  # shards 0-3 (images 0-39) committed
+    manifest = json.loads((tmp_path / "idx" / "g" / "manifest.json").read_text())
+    assert manifest["count"] == 0  # killed before the merge
+    (src / "0045.jpg").unlink()
+    write_images(src, 1, start=45)  # the blocked item becomes a normal image
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    assert report["shards_skipped"] == 4 and report["count"] == 79 and report["unreadable_total"] == 1
+    ids, faiss_ids = _index_state(tmp_path / "idx" / "g")
+    assert len(ids) == len(set(ids)) == 79 and len(faiss_ids) == len(set(faiss_ids.tolist())) == 79
+    assert set(ids) == set(faiss_ids.tolist())
+    again = json.loads(subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180).stdout)
+    assert again["added"] == 0 and again["count"] == 79
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_loses_or_duplicates(tiny_dirs, tmp_path):
+    spec = spec_for("open_clip_clip", tiny_dirs["open_clip_clip"])
+    src = tmp_path / "src"
+    write_images(src, 120)
+    cmd = [*VLSERVE, "index", "build", str(src), "--model", spec, "--name", "g", "--index-dir", str(tmp_path / "idx"),
+           "--shard-size", "7", "--batch-size", "4", "--workers", "1", "--no-progress"]
+    rng = np.random.default_rng(0)
+    for delay in rng.uniform(2.5, 6.0, size=3):
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["count"] == 120
+    ids, faiss_ids = _index_state(tmp_path / "idx" / "g")
+    assert sorted(ids) == sorted(set(faiss_ids.tolist())) and len(faiss_ids) == len(ids) == 120
