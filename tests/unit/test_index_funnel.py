@@ -130,3 +130,14 @@ def test_shortlist_size():
     assert shortlist_size(100, None, 10_000) == 400
     assert shortlist_size(10, 5, 10_000) == 10  # never shorter than k
     assert shortlist_size(10, None, 50) == 50  # never longer than the index
+
+
+@pytest.mark.gpu
+def test_gpu_faiss_search_matches_cpu(data):
+    if fx.gpu_count() == 0:
+        pytest.skip("no GPU FAISS (install vlserve[gpu] on a CUDA machine)")
+    x, q = data
+    col = make("Flat", x, coarse=32)
+    _, ids = col.search(q, 10)
+    truth = exact_topk(x, q, 10) * 3 + 1
+    assert recall(ids, truth) >= 0.95

@@ -52,6 +52,11 @@ class BuildOptions:
             raise InvalidInput(f"--workers must be in 0..256, got {self.workers}")
 
 
+def _describe(sources: list[str]) -> str:
+    """Sources as recorded in the manifest: local paths absolute, patterns and URLs as given."""
+    return " ".join(str(Path(s).resolve()) if Path(s).exists() else s for s in sources)
+
+
 def read_sources(sources: list[str], opts: BuildOptions, root: Path) -> list[SourceItem]:
     if not sources:
         raise InvalidInput("no SOURCE given")
@@ -82,6 +87,10 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
     with writer_lock(folder):
         if manifest is not None:
             manifest.check_encoder(encoder)
+            wanted = opts.coarse_dims
+            if wanted not in (None, "auto") and choose_coarse_dims(wanted, manifest.dim, None) != manifest.coarse_dims:
+                raise InvalidInput(f"index {name!r} searches on {manifest.coarse_dims} dims; --coarse-dims cannot "
+                                   "change an existing index (build a new one under another --name)")
             index = ImageTextIndex(folder, manifest)
         else:
             dim = encoder.embed_dim
@@ -105,7 +114,7 @@ def _run(index: ImageTextIndex, items: list[SourceItem], sources: list[str], opt
     pending = [p for p in plans if p.key not in done]
     stats = RunStats(shards_total=len(plans), shards_skipped=len(plans) - len(pending),
                      items_pending=sum(len(p.items) for p in pending))
-    source = " ".join(sources)
+    source = _describe(sources)
     writer = ShardWriter(index, source, stats)
     index.shard_dir.mkdir(exist_ok=True)
     t_encode = time.perf_counter()

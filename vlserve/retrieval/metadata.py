@@ -198,17 +198,19 @@ class MetadataStore:
                 out[id_] = {"id": id_, "text": text, "item_id": item_id, "source": source}
         return out
 
-    def select(self, filters: Sequence[tuple[str, str, Any]]) -> np.ndarray:
-        """Ids of items matching every filter (columns source/caption/id/content_hash, else meta keys)."""
+    def select(self, filters: Sequence[tuple[str, str, Any]], texts: bool = False) -> np.ndarray:
+        """Ids of items (or, with ``texts``, of the captions of items) matching every filter: columns
+        source/caption/id/content_hash, else keys of the metadata object."""
         where, args = [], []
         for field, op, value in filters:
             if field in COLUMNS:
-                where.append(f"{field} {op} ?")
+                where.append(f"i.{field} {op} ?")
             else:
-                where.append(f"json_extract(meta, ?) {op} ?")
+                where.append(f"json_extract(i.meta, ?) {op} ?")
                 args.append(f'$."{field}"')
             args.append(value)
-        q = "SELECT id FROM items" + (" WHERE " + " AND ".join(where) if where else "")
+        q = "SELECT t.id FROM texts t JOIN items i ON i.id = t.item_id" if texts else "SELECT i.id FROM items i"
+        q += (" WHERE " + " AND ".join(where)) if where else ""
         return np.array([r[0] for r in self.db.execute(q, args)], dtype=np.int64)
 
     def delete(self, ids: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -238,6 +240,7 @@ class MetadataStore:
         """One transaction: the shard's new items, its unreadable inputs and its checkpoint row."""
         with self.transaction() as con:
             self.insert(con, items, rec.key)
+            con.executemany("DELETE FROM unreadable WHERE source = ?", [(it.source,) for it in items])
             con.executemany("INSERT OR REPLACE INTO unreadable(source, reason, shard) VALUES (?, ?, ?)",
                             [(s, r, rec.key) for s, r in unreadable])
             con.execute("INSERT OR REPLACE INTO shards(key, source, seq, n_items, n_added, n_duplicates, "

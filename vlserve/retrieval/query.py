@@ -106,9 +106,7 @@ class Searcher:
         filters = parse_filters(where)
         want = offset + k
         if filters:
-            allowed = self.index.meta.select(filters)
-            if target == "texts":
-                allowed = self._texts_of(allowed)
+            allowed = self.index.meta.select(filters, texts=target == "texts")
             if len(allowed) <= EXACT_SUBSET_MAX:
                 scores, ids = col.search_subset(q, allowed, want, dimensions)
             else:
@@ -123,11 +121,6 @@ class Searcher:
         if self.encoder is None:
             raise InvalidInput("this query needs the index's model; load it (Searcher(index, encoder))")
         return self.encoder
-
-    def _texts_of(self, item_ids: np.ndarray) -> np.ndarray:
-        rows = self.index.meta.db.execute("SELECT id, item_id FROM texts").fetchall()
-        allowed = set(item_ids.tolist())
-        return np.array([t for t, i in rows if i in allowed], np.int64)
 
     @staticmethod
     def _overfetch(col: Any, q: np.ndarray, want: int, dimensions: int | None, shortlist: int | None,
