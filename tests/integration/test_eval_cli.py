@@ -76,7 +76,15 @@ def test_classify_cli(gallery, tmp_path):
             cache=tmp_path)
     top = json.loads(r.stdout)["results"][0]["labels"][0]
     assert top["label"] == "blicket"  # image 0 of the novel set is class 0
-    assert [e["descriptor"] for e in top["explanation"]] and "mean of descriptor cosines" in json.loads(r.stdout)["rule"]
+    assert [e["descriptor"] for e in top["explanation"]]
+    assert "mean of descriptor cosines" in json.loads(r.stdout)["rule"]
+
+
+def test_embed_runs_on_the_embedded_default_with_no_model_given():
+    r = run("embed", "--text", "a red star")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "toy" and out["full_dimensions"] == 128 and len(out["texts"][0]["embedding"]) == 128
 
 
 @pytest.mark.parametrize(("args", "message"), [

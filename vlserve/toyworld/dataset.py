@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlserve.errors import InvalidInput
 from vlserve.toyworld.captions import CaptionSpec, caption
 from vlserve.toyworld.novel import NOVEL_CLASSES, RESERVED_NAMES
 from vlserve.toyworld.scene import COLOURS, SHAPES, Scene, render_scene
@@ -27,7 +28,7 @@ class ToySample:
 
 def _rng(split: str, stream: int, index: int, seed: int) -> np.random.Generator:
     if split not in SPLIT_IDS:
-        raise ValueError(f"unknown toy-world split {split!r}; known: {', '.join(SPLIT_IDS)}")
+        raise InvalidInput(f"unknown toy-world split {split!r}; known: {', '.join(SPLIT_IDS)}")
     return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], stream, index]))
 
 
@@ -63,4 +64,4 @@ def labelled_set(split: str, task: str, n: int, seed: int = DEFAULT_SEED) -> tup
         return [s.image for s in scenes], [s.objects[0].shape for s in scenes], list(SHAPES)
     if task == "colour":
         return [s.image for s in scenes], [s.objects[0].colour for s in scenes], list(COLOURS)
-    raise ValueError(f"unknown toy-world task {task!r}; known: shape, colour, novel")
+    raise InvalidInput(f"unknown toy-world task {task!r}; known: shape, colour, novel")
