@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vlserve.models.base import Runtime
-from vlserve.models.images import DEFAULT_MAX_PIXELS
+if TYPE_CHECKING:  # the settings module stays importable without torch (transport code reads it)
+    from vlserve.models.base import Runtime
+
+DEFAULT_MAX_PIXELS = 64_000_000  # decompression-bomb limit, checked before decoding
 
 
 class Settings(BaseSettings):
@@ -25,5 +28,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     def runtime(self) -> Runtime:
+        from vlserve.models.base import Runtime
+
         return Runtime(device=self.device, precision=self.precision, max_batch=self.max_batch,
                        max_image_pixels=self.max_image_pixels)

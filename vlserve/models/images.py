@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vlserve.errors import InvalidInput
+from vlserve.settings import DEFAULT_MAX_PIXELS
 
-DEFAULT_MAX_PIXELS = 64_000_000
 ImageInput = Any  # bytes | bytearray | memoryview | PIL.Image.Image | np.ndarray
 
 
