@@ -83,12 +83,12 @@ def triton(spec: str, images: list[bytes], concurrencies: list[int], seconds: fl
     repo = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     build_repository(repo, spec, models=("image_encoder",), opts=RepoOptions(max_batch_size=32,
                                                                              preferred_batch_sizes=(8, 16, 32)))
-    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=repo / "cache").start()
+    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=Path(tempfile.mkdtemp(prefix="bench-cache-"))).start()
     metrics_url = f"http://127.0.0.1:{server.ports.metrics}/metrics"
     results: dict[str, object] = {}
     try:
         t0 = time.perf_counter()
-        server.wait_ready(600)
+        server.wait_ready(900)
         results["ready_seconds"] = round(time.perf_counter() - t0, 1)
 
         def worker(stop: float, counter: list[int], k: int) -> None:

@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--spec", default="open_clip:ViT-B-32?init=random")
     p.add_argument("--first-templates", type=int, default=4, help="templates per label for the measured first call")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--pipeline-calls", type=int, default=2)
+    p.add_argument("--pipeline-calls", type=int, default=3)
     args = p.parse_args()
 
     import torch
@@ -41,7 +41,9 @@ def main() -> None:
     from vlserve.zeroshot.classifier import ZeroShotClassifier
     from vlserve.zeroshot.templates import template_set
 
-    labels = list(IMAGENET_CLASSNAMES)
+    labels: list[str] = []
+    for name in IMAGENET_CLASSNAMES:  # ImageNet has two "missile" and two "sunglasses" classes
+        labels.append(name if name not in labels else f"{name} (2)")
     buf = io.BytesIO()
     Image.fromarray(sample("test", 0).scene.image).resize((224, 224)).save(buf, format="JPEG")
     image = buf.getvalue()
@@ -49,28 +51,31 @@ def main() -> None:
     clf = ZeroShotClassifier(engine, TextEmbeddingCache())
     templates = template_set("openai")[: args.first_templates]
 
-    engine.encode_images([image])
-    t0 = time.perf_counter()
-    for _ in range(args.repeats):
-        engine.encode_images([image])
-    bare = (time.perf_counter() - t0) / args.repeats
+    import statistics
 
     t0 = time.perf_counter()
     head = clf.labels_head(labels, templates)
     clf.classify([image], head, top_k=5)
     first = time.perf_counter() - t0
     prompts = len(labels) * len(templates)
-
-    t0 = time.perf_counter()
-    for _ in range(args.repeats):
-        clf.classify([image], clf.labels_head(labels, templates), top_k=5)  # head rebuilt from the cache
-    repeat_cached = (time.perf_counter() - t0) / args.repeats
     clf.register(head.__class__(head.classes, head.templates, head.embeddings, head.fingerprint, "imagenet"),
                  persist=False)
-    t0 = time.perf_counter()
+
+    def timed(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    # paired rounds: bare encode, repeat call (label set given again), repeat call (registered head), so load
+    # on this shared machine hits all three alike; medians reported
+    bare_t, repeat_t, registered_t = [], [], []
+    engine.encode_images([image])
     for _ in range(args.repeats):
-        clf.classify([image], clf.head("imagenet"), top_k=5)
-    repeat_registered = (time.perf_counter() - t0) / args.repeats
+        bare_t.append(timed(lambda: engine.encode_images([image])))
+        repeat_t.append(timed(lambda: clf.classify([image], clf.labels_head(labels, templates), top_k=5)))
+        registered_t.append(timed(lambda: clf.classify([image], clf.head("imagenet"), top_k=5)))
+    bare, repeat_cached = statistics.median(bare_t), statistics.median(repeat_t)
+    repeat_registered = statistics.median(registered_t)
     print(f"bare encode {bare:.3f}s, first {first:.1f}s ({prompts} prompts), repeat {repeat_cached:.3f}s / "
           f"registered {repeat_registered:.3f}s", flush=True)
 
@@ -91,14 +96,15 @@ def main() -> None:
     pipe = pipeline("zero-shot-image-classification", model=hf, tokenizer=tokenizer,
                     image_processor=CLIPImageProcessor(), device="cpu")
     pil = Image.open(io.BytesIO(image))
-    times = []
+    times, paired = [], []
     with torch.inference_mode():
         for _ in range(args.pipeline_calls):
             t0 = time.perf_counter()
             pipe(pil, candidate_labels=labels)
             times.append(time.perf_counter() - t0)
-    print(f"pipeline calls: {[round(t, 1) for t in times]}", flush=True)
-    pipe_repeat = min(times[1:] or times)
+            paired.append(timed(lambda: clf.classify([image], clf.labels_head(labels, templates), top_k=5)))
+    print(f"pipeline calls: {[round(t, 1) for t in times]}, paired vlserve repeats {paired}", flush=True)
+    pipe_ratio = statistics.median(t / p for t, p in zip(times, paired, strict=True))
     per_prompt = first / prompts
     write_result("zeroshot_latency", {
         "spec": args.spec, "labels": len(labels), "templates_first_call": len(templates),
@@ -107,9 +113,10 @@ def main() -> None:
         "first_call_80_templates_s_extrapolated": round(per_prompt * len(labels) * 80, 1),
         "repeat_call_s": round(repeat_cached, 4), "repeat_call_registered_head_s": round(repeat_registered, 4),
         "hf_pipeline_call_s": [round(t, 2) for t in times],
+        "vlserve_repeat_paired_with_pipeline_s": [round(t, 4) for t in paired],
         "ratios": {"repeat_over_bare_encode": round(repeat_cached / bare, 3),
                    "registered_repeat_over_bare_encode": round(repeat_registered / bare, 3),
-                   "hf_pipeline_repeat_over_vlserve_repeat": round(pipe_repeat / repeat_cached, 1)},
+                   "hf_pipeline_repeat_over_vlserve_repeat": round(pipe_ratio, 1)},
         "targets": {"repeat_over_bare_encode": "<= 1.2", "hf_pipeline_repeat_over_vlserve_repeat": ">= 20"},
     })
 

@@ -128,11 +128,15 @@ class TritonServer:
                                         start_new_session=True)
         return self
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 15) -> str:
+        """Triton's error lines (``E...``), then the last ``lines`` lines of its log."""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        errors = [ln for ln in text if ln[:1] == "E" and ln[1:5].isdigit()][-10:]
+        tail = [ln for ln in text[-lines:] if ln not in errors]
+        return "\n".join([*errors, *(["..."] if errors else []), *tail])
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         import tritonclient.http as httpclient
