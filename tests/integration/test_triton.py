@@ -190,3 +190,27 @@ def test_serve_command_starts_and_stops_cleanly(tmp_path):
             socket.create_connection(("127.0.0.1", http), timeout=2)
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_client(server, protocol, engine, images):
+    import asyncio
+
+    from vlserve.errors import InvalidInput
+    from vlserve.serving.client import AsyncVLServeClient
+
+    async def go():
+        c = AsyncVLServeClient(server.http_url if protocol == "http" else server.grpc_url, protocol)
+        try:
+            emb = await asyncio.gather(*(c.embed_images([img]) for img in images[:4]))
+            text = await c.embed_texts(["a red star"], dimensions=64)
+            result = await c.classify(images[0], labels=LABELS, top_k=1)
+            with pytest.raises(InvalidInput):
+                await c.embed_images([b"not an image"])
+            return np.concatenate(emb), text, result
+        finally:
+            await c.close()
+
+    emb, text, result = asyncio.run(go())
+    assert (np.sum(emb * engine.encode_images(images[:4]), 1) >= 0.99999).all()
+    assert text.shape == (1, 64) and len(result.labels) == 1
