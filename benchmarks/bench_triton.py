@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import sys
 import tempfile
 import threading
@@ -55,16 +54,6 @@ def in_process(spec: str, images: list[bytes], batches: list[int], seconds: floa
     return out
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def metric(url: str, name: str, model: str) -> float:
     body = urllib.request.urlopen(url, timeout=10).read().decode()
     total = 0.0
@@ -77,7 +66,7 @@ def metric(url: str, name: str, model: str) -> float:
 def triton(spec: str, images: list[bytes], concurrencies: list[int], seconds: float) -> dict[str, object]:
     import tritonclient.grpc as grpcclient
 
-    from vlserve.serving.launcher import Ports, TritonServer
+    from vlserve.serving.launcher import Ports, TritonServer, free_ports
     from vlserve.serving.repository import RepoOptions, build_repository
 
     repo = Path(tempfile.mkdtemp(prefix="bench-repo-"))

@@ -22,23 +22,13 @@ from PIL import Image
 from vlserve.matryoshka import truncate
 from vlserve.models import load_dual_encoder
 from vlserve.serving.client import VLServeClient
-from vlserve.serving.launcher import Ports, TritonServer
+from vlserve.serving.launcher import Ports, TritonServer, free_ports
 from vlserve.serving.repository import build_repository
 from vlserve.toyworld.dataset import single_object
 from vlserve.zeroshot.classifier import ZeroShotClassifier
 
 pytestmark = pytest.mark.integration
 LABELS = ["circle", "square", "triangle", "star", "cross", "diamond"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def png(arr: np.ndarray) -> bytes:

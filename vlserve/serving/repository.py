@@ -1,21 +1,19 @@
 """Write Triton model repositories: one folder per model, ``config.pbtxt`` + ``1/model.py``.
 
-The ``model.py`` files are the adapters in :mod:`vlserve.serving.backend_models`, copied verbatim;
-the model spec string lives in each config's ``parameters`` (``MODEL_SPEC``). Instances use
-``KIND_AUTO``: Triton places them on a GPU when one is present, on the CPU otherwise, and the
-adapter picks the matching torch device (and fp16 on CUDA).
+Each ``model.py`` is one import of its adapter from :mod:`vlserve.serving.backend_models`, so the
+adapter code lives once, in the installed package; the model spec string lives in each config's
+``parameters`` (``MODEL_SPEC``). Instances use ``KIND_AUTO``: Triton places them on a GPU when one
+is present, on the CPU otherwise, and the adapter picks the matching torch device (fp16 on CUDA).
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlserve.errors import InvalidInput
 from vlserve.models.spec import parse_spec
 
-ADAPTERS = Path(__file__).parent / "backend_models"
 MODELS = ("image_encoder", "text_encoder", "zero_shot_classifier")
 
 _IMAGE_INPUTS = """  { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] optional: true },
@@ -94,6 +92,9 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
         folder = out / f"{prefix}{kind}"
         (folder / "1").mkdir(parents=True, exist_ok=True)
         (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, spec, opts))
-        shutil.copyfile(ADAPTERS / f"{kind}.py", folder / "1" / "model.py")
+        (folder / "1" / "model.py").write_text(
+            f'"""vlserve {kind} (Triton python backend); the adapter is vlserve.serving.backend_models.{kind}."""\n\n'
+            f"from vlserve.serving.backend_models.{kind} import TritonPythonModel\n\n"
+            '__all__ = ["TritonPythonModel"]\n')
         written.append(folder)
     return written

@@ -1,47 +1,5 @@
-"""Triton python-backend model: images (encoded bytes or raw uint8 HWC) -> L2-normalised embeddings.
+"""vlserve image_encoder (Triton python backend); the adapter is vlserve.serving.backend_models.image_encoder."""
 
-Inputs: IMAGE (BYTES [1]) or IMAGE_RAW (UINT8 [-1, -1, 3]); optional DIMENSIONS (INT32 [1],
-Matryoshka truncation, re-normalised). Output: EMBEDDING (FP32 [-1]).
-Images of all requests in a dynamic batch are decoded one by one (a bad one fails only its own
-request) and encoded in one forward pass.
-"""
+from vlserve.serving.backend_models.image_encoder import TritonPythonModel
 
-import torch
-import triton_python_backend_utils as pb_utils
-
-from vlserve.matryoshka import check_dimensions, truncate
-from vlserve.serving.python_backend import as_batch, image_inputs, load_engine, optional_scalar, triton_error
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.engine = load_engine(args)
-
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        pixels, owners = [], []  # owners: (request index, number of images, dimensions)
-        for i, request in enumerate(requests):
-            try:
-                images = image_inputs(pb_utils, request)
-                dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-                check_dimensions(dims, self.engine.embed_dim)
-                batch = self.engine.preprocess(images)
-                pixels.append(batch)
-                owners.append((i, len(images), dims))
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        if pixels:
-            try:
-                emb = self.engine.encode_pixels(torch.cat(pixels))
-            except Exception as e:
-                err = triton_error(pb_utils, e)
-                for i, _, _ in owners:
-                    responses[i] = pb_utils.InferenceResponse(error=err)
-                return responses
-            start = 0
-            for i, n, dims in owners:
-                out = truncate(emb[start:start + n], dims)
-                start += n
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
-        return responses
-
+__all__ = ["TritonPythonModel"]

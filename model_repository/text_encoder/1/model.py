@@ -1,49 +1,5 @@
-"""Triton python-backend model: texts -> L2-normalised embeddings.
+"""vlserve text_encoder (Triton python backend); the adapter is vlserve.serving.backend_models.text_encoder."""
 
-Input: TEXT (BYTES [1]); optional DIMENSIONS (INT32 [1]). Output: EMBEDDING (FP32 [-1]).
-Over-long texts are truncated to the model's context, as the reference tokenizer does.
-"""
+from vlserve.serving.backend_models.text_encoder import TritonPythonModel
 
-import triton_python_backend_utils as pb_utils
-
-from vlserve.errors import InvalidInput
-from vlserve.matryoshka import check_dimensions, truncate
-from vlserve.serving.python_backend import as_batch, load_engine, optional, optional_scalar, triton_error
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.engine = load_engine(args)
-
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        texts, owners = [], []  # owners: (request index, number of texts, dimensions)
-        for i, request in enumerate(requests):
-            try:
-                arr = optional(pb_utils, request, "TEXT")
-                if arr is None:
-                    raise InvalidInput("missing TEXT input")
-                try:
-                    batch = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
-                except UnicodeDecodeError:
-                    raise InvalidInput("TEXT must be UTF-8") from None
-                dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-                check_dimensions(dims, self.engine.embed_dim)
-                owners.append((i, len(batch), dims))
-                texts.extend(batch)
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        if texts:
-            try:
-                emb = self.engine.encode_texts(texts)
-            except Exception as e:
-                err = triton_error(pb_utils, e)
-                for i, _, _ in owners:
-                    responses[i] = pb_utils.InferenceResponse(error=err)
-                return responses
-            start = 0
-            for i, n, dims in owners:
-                out = truncate(emb[start:start + n], dims)
-                start += n
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
-        return responses
+__all__ = ["TritonPythonModel"]
