@@ -100,6 +100,32 @@ def image_inputs(pb_utils: Any, request: Any) -> list[Any]:
     return list(raw)
 
 
+def embedding_responses(pb_utils: Any, encode: Any, owners: list[tuple[int, int, int | None]],
+                        responses: list[Any]) -> list[Any]:
+    """Run ``encode()`` once for the whole batch and split its rows back to the requests.
+
+    ``owners``: (request index, rows, Matryoshka dimensions) in batch order. If the shared forward
+    fails, every request in it gets that error; requests refused earlier keep their own errors.
+    """
+    from vlserve.matryoshka import truncate
+
+    if not owners:
+        return responses
+    try:
+        emb = encode()
+    except Exception as e:
+        err = triton_error(pb_utils, e)
+        for i, _, _ in owners:
+            responses[i] = pb_utils.InferenceResponse(error=err)
+        return responses
+    start = 0
+    for i, n, dims in owners:
+        out = truncate(emb[start:start + n], dims)
+        start += n
+        responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
+    return responses
+
+
 def as_batch(pb_utils: Any, name: str, arr: np.ndarray) -> Any:
     return pb_utils.Tensor(name, np.ascontiguousarray(arr))
 

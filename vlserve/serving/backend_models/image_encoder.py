@@ -9,8 +9,8 @@ request) and encoded in one forward pass.
 import torch
 import triton_python_backend_utils as pb_utils
 
-from vlserve.matryoshka import check_dimensions, truncate
-from vlserve.serving.python_backend import as_batch, image_inputs, load_engine, optional_scalar, triton_error
+from vlserve.matryoshka import check_dimensions
+from vlserve.serving.python_backend import embedding_responses, image_inputs, load_engine, optional_scalar, triton_error
 
 
 class TritonPythonModel:
@@ -30,18 +30,5 @@ class TritonPythonModel:
                 owners.append((i, len(images), dims))
             except Exception as e:  # one request's failure is its own response
                 responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        if pixels:
-            try:
-                emb = self.engine.encode_pixels(torch.cat(pixels))
-            except Exception as e:
-                err = triton_error(pb_utils, e)
-                for i, _, _ in owners:
-                    responses[i] = pb_utils.InferenceResponse(error=err)
-                return responses
-            start = 0
-            for i, n, dims in owners:
-                out = truncate(emb[start:start + n], dims)
-                start += n
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
-        return responses
+        return embedding_responses(pb_utils, lambda: self.engine.encode_pixels(torch.cat(pixels)), owners, responses)
 

@@ -7,8 +7,8 @@ Over-long texts are truncated to the model's context, as the reference tokenizer
 import triton_python_backend_utils as pb_utils
 
 from vlserve.errors import InvalidInput
-from vlserve.matryoshka import check_dimensions, truncate
-from vlserve.serving.python_backend import as_batch, load_engine, optional, optional_scalar, triton_error
+from vlserve.matryoshka import check_dimensions
+from vlserve.serving.python_backend import embedding_responses, load_engine, optional, optional_scalar, triton_error
 
 
 class TritonPythonModel:
@@ -33,17 +33,4 @@ class TritonPythonModel:
                 texts.extend(batch)
             except Exception as e:  # one request's failure is its own response
                 responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        if texts:
-            try:
-                emb = self.engine.encode_texts(texts)
-            except Exception as e:
-                err = triton_error(pb_utils, e)
-                for i, _, _ in owners:
-                    responses[i] = pb_utils.InferenceResponse(error=err)
-                return responses
-            start = 0
-            for i, n, dims in owners:
-                out = truncate(emb[start:start + n], dims)
-                start += n
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
-        return responses
+        return embedding_responses(pb_utils, lambda: self.engine.encode_texts(texts), owners, responses)
