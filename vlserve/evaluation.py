@@ -24,10 +24,10 @@ def embed_images(model: DualEncoder, images: Sequence[Any], batch: int = 64,
 
 
 def class_embeddings(model: DualEncoder, classes: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-    """open_clip's zero-shot classifier rule: mean of normalised template embeddings, re-normalised."""
-    prompts = [t.format(c) for c in classes for t in templates]
-    emb = model.encode_texts(prompts).reshape(len(classes), len(templates), -1).mean(1)
-    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    """Class embeddings by the template-ensemble rule of :class:`~vlserve.zeroshot.heads.TemplateHead`."""
+    from vlserve.zeroshot.heads import TemplateHead
+
+    return TemplateHead.build(model, classes, templates).embeddings
 
 
 def zero_shot_report(image_emb: np.ndarray, class_emb: np.ndarray, labels: Sequence[str], classes: Sequence[str],

@@ -166,12 +166,7 @@ class DualEncoder(ABC):
 
     def probabilities(self, image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
         """Softmax over labels (CLIP, ALIGN) or independent sigmoids (SigLIP), per image."""
-        logits = self.similarity_logits(image_emb, text_emb).astype(np.float64)
-        if self.family == "siglip":
-            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return scores_from_logits(self.similarity_logits(image_emb, text_emb), sigmoid=self.family == "siglip")
 
     @property
     def multi_label(self) -> bool:
@@ -210,6 +205,15 @@ class DualEncoder(ABC):
     def _normalise(x: torch.Tensor) -> np.ndarray:
         x = x.float()
         return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def scores_from_logits(logits: np.ndarray, sigmoid: bool) -> np.ndarray:
+    """Independent sigmoids, or a softmax over the last axis (float64 inside, float32 out)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if sigmoid:
+        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _as_2d(x: np.ndarray) -> np.ndarray:

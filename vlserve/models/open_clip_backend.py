@@ -57,23 +57,17 @@ def _load(spec: ModelSpec) -> tuple[torch.nn.Module, Any, Any]:
         if not (folder / "open_clip_config.json").is_file():
             raise ModelUnavailable(f"model spec {spec.raw!r}: {folder} has no open_clip_config.json "
                                    "(expected open_clip's local-dir layout: open_clip_config.json + weights)")
-        name = f"local-dir:{folder}"
-        with cache_only_unless_reachable():
-            try:
-                model, _, preprocess = open_clip.create_model_and_transforms(name)
-                tokenizer = open_clip.get_tokenizer(name)
-            except (OSError, RuntimeError, ValueError) as e:
-                raise unavailable(spec.raw, e) from e
-        return model, preprocess, tokenizer
-    assert spec.arch is not None
-    if spec.pretrained and Path(spec.pretrained).suffix in (".safetensors", ".bin", ".pt", ".pth") \
-            and not Path(spec.pretrained).is_file():
-        raise ModelUnavailable(f"model spec {spec.raw!r}: checkpoint file {spec.pretrained} does not exist")
+        name, pretrained = f"local-dir:{folder}", None
+    else:
+        assert spec.arch is not None
+        if spec.pretrained and Path(spec.pretrained).suffix in (".safetensors", ".bin", ".pt", ".pth") \
+                and not Path(spec.pretrained).is_file():
+            raise ModelUnavailable(f"model spec {spec.raw!r}: checkpoint file {spec.pretrained} does not exist")
+        name, pretrained = spec.arch, None if spec.random_init else spec.pretrained
     with cache_only_unless_reachable():
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.arch, pretrained=None if spec.random_init else spec.pretrained)
-            tokenizer = open_clip.get_tokenizer(spec.arch)
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            tokenizer = open_clip.get_tokenizer(name)
         except (OSError, RuntimeError, ValueError) as e:
             raise unavailable(spec.raw, e) from e
     return model, preprocess, tokenizer

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vlserve.errors import InvalidInput, NotFound, Unsupported
-from vlserve.models.base import DualEncoder
+from vlserve.models.base import DualEncoder, scores_from_logits
 from vlserve.models.images import ImageInput
 from vlserve.zeroshot.cache import TextEmbeddingCache
 from vlserve.zeroshot.heads import DEFAULT_MAX_LABELS, DescriptorHead, Head, TemplateHead, load_head, save_head
@@ -134,14 +134,8 @@ class ZeroShotClassifier:
         scale, bias = self.model.scale_and_bias()
         cos = head.cosines(image_emb, dimensions).astype(np.float64)
         logits = scale * cos + bias
-        if multi:
-            probs = 1.0 / (1.0 + np.exp(-logits))
-            rule = self.model.scoring_rule
-        else:
-            z = np.exp(logits - logits.max(1, keepdims=True))
-            probs = z / z.sum(1, keepdims=True)
-            rule = self.model.scoring_rule if not family_multi else \
-                "softmax(exp(logit_scale) * cos + logit_bias)"
+        probs = scores_from_logits(logits, sigmoid=multi).astype(np.float64)
+        rule = self.model.scoring_rule if multi == family_multi else "softmax(exp(logit_scale) * cos + logit_bias)"
         if isinstance(head, DescriptorHead):
             rule += " with cos = mean of descriptor cosines"
         out = []

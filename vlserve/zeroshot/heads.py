@@ -12,6 +12,7 @@ A head remembers the model fingerprint it was built for and is saved as JSON plu
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,7 @@ def check_labels(labels: Sequence[str], max_labels: int = DEFAULT_MAX_LABELS) ->
     bad = [x for x in labels if not isinstance(x, str) or not x.strip()]
     if bad:
         raise InvalidInput(f"labels must be non-empty strings, got {bad[:3]!r}")
-    seen: set[str] = set()
-    dups = sorted({x for x in labels if x in seen or seen.add(x)})  # type: ignore[func-returns-value]
+    dups = sorted(x for x, n in Counter(labels).items() if n > 1)
     if dups:
         raise InvalidInput(f"duplicate labels: {', '.join(repr(d) for d in dups[:10])}")
     return labels
@@ -75,9 +75,6 @@ class TemplateHead:
 
     def cosines(self, image_emb: np.ndarray, dimensions: int | None = None) -> np.ndarray:
         return truncate(image_emb, dimensions) @ truncate(self.embeddings, dimensions).T
-
-    def explain(self, image_emb: np.ndarray, class_index: int) -> list[dict[str, Any]]:
-        return []
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "classes": self.classes, "templates": self.templates,
