@@ -42,10 +42,14 @@ def parse_dims(value: str | None, full: int) -> list[int]:
 
 
 def _emit(report: dict[str, Any], out: Path | None) -> None:
+    """Print the report; with ``--out`` also write it, with its provenance (command, date, machine,
+    versions, git commit), so a figure in the docs can be traced to its run."""
     text = json.dumps(report, indent=2)
     if out:
+        from vlserve.provenance import provenance
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out.write_text(json.dumps({**report, "provenance": provenance()}, indent=2) + "\n")
     typer.echo(text)
 
 
@@ -58,8 +62,9 @@ def _images_with_progress(model: Any, images: list[Any], desc: str) -> np.ndarra
 
 @eval_app.command("zeroshot")
 def zeroshot(
-    data: Annotated[str, typer.Option(help="ImageFolder dir, CSV of image,label, or toyworld:SPLIT/TASK "
-                                           "(TASK: shape | colour | novel)")],
+    data: Annotated[str, typer.Option(help="ImageFolder dir, CSV of image,label, or toyworld:[v1:]SPLIT/TASK "
+                                           "(SPLIT: train | val | test | heldout | heldout-dashed; "
+                                           "TASK: shape | colour | novel | rotated)")],
     model: ModelOpt = None,
     templates: Annotated[list[str] | None, typer.Option("--templates", "-t",
                                                         help="template set name or a template with {}")] = None,

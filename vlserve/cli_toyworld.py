@@ -18,21 +18,24 @@ toyworld_app = typer.Typer(no_args_is_help=True, help="The procedural toy world 
 @toyworld_app.command("export")
 def export(
     out: Annotated[Path, typer.Option(help="output folder")],
-    split: Annotated[str, typer.Option(help="train | val | test")] = "test",
+    split: Annotated[str, typer.Option(help="train | val | test | heldout | heldout-dashed (v2 only)")] = "test",
     n: Annotated[int, typer.Option(help="number of scenes")] = 2000,
     n_novel: Annotated[int, typer.Option(help="novel-class images (class-balanced)")] = 240,
     seed: Annotated[int | None, typer.Option(help="world seed (default: the built-in one)")] = None,
+    world: Annotated[str, typer.Option(help="v2 (current: any rotation, many drawing styles) | v1")] = "v2",
 ) -> None:
     """Write JPEG scenes with captions.csv, labels.json and masks, plus the novel classes and their
     descriptor file (Menon & Vondrick format)."""
     from PIL import Image
 
-    from vlserve.toyworld.dataset import DEFAULT_SEED, SPLIT_IDS, novel_object, sample
+    from vlserve.toyworld.dataset import DEFAULT_SEED, WORLD_SPLITS, novel_object, sample
     from vlserve.toyworld.novel import NOVEL_CLASSES, novel_descriptors
     from vlserve.toyworld.scene import SHAPES
 
-    if split not in SPLIT_IDS:
-        raise InvalidInput(f"unknown split {split!r}; known: {', '.join(SPLIT_IDS)}")
+    if world not in WORLD_SPLITS:
+        raise InvalidInput(f"unknown world {world!r}; known: {', '.join(WORLD_SPLITS)}")
+    if split not in WORLD_SPLITS[world]:
+        raise InvalidInput(f"unknown split {split!r} in world {world}; known: {', '.join(WORLD_SPLITS[world])}")
     if n < 1:
         raise InvalidInput(f"--n must be >= 1, got {n}")
     seed = DEFAULT_SEED if seed is None else seed
@@ -43,28 +46,42 @@ def export(
         w = csv.writer(f)
         w.writerow(["image", "caption"])
         for i in tqdm(range(n), desc=f"export {split}", unit="img"):
-            s = sample(split, i, n_captions=3, seed=seed)
+            s = sample(split, i, n_captions=3, seed=seed, world=world)
             name = f"images/{split}_{i:06d}.jpg"
             Image.fromarray(s.scene.image).save(out / name, quality=95)
             Image.fromarray(s.scene.semantic_mask()).save(out / f"masks/{split}_{i:06d}_semantic.png")
             Image.fromarray(s.scene.instance_mask()).save(out / f"masks/{split}_{i:06d}_instances.png")
             for text, _ in s.captions:
                 w.writerow([name, text])
-            labels[name] = {"objects": [{"shape": o.shape, "colour": o.colour, "size": o.size,
+            labels[name] = {"size_px": s.scene.image.shape[0],
+                            "objects": [{"shape": o.shape, "colour": o.colour, "size": o.size, "style": list(o.style),
+                                         "angle_deg": round(o.angle * 180 / 3.141592653589793, 1),
                                          "box_xyxy": list(o.box), "instance_id": k + 1}
                                         for k, o in enumerate(s.scene.objects)]}
-    meta = {"split": split, "seed": seed, "n": n, "semantic_classes": ["background", *SHAPES], "images": labels}
+    meta = {"world": world, "split": split, "seed": seed, "n": n, "semantic_classes": ["background", *SHAPES],
+            "images": labels}
     (out / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     with (out / "novel" / "labels.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "label"])
         for i in range(n_novel):
-            scene, cls = novel_object(split, i, seed)
+            scene, cls = novel_object(split, i, seed, world)
             Image.fromarray(scene.image).save(out / "novel" / f"{i:05d}.jpg", quality=95)
             w.writerow([f"{i:05d}.jpg", cls])
     (out / "novel" / "descriptors.json").write_text(json.dumps(novel_descriptors(), indent=1) + "\n")
     (out / "novel" / "classes.json").write_text(json.dumps(NOVEL_CLASSES, indent=1) + "\n")
-    typer.echo(json.dumps({"out": str(out), "scenes": n, "novel_images": n_novel, "split": split}))
+    typer.echo(json.dumps({"out": str(out), "scenes": n, "novel_images": n_novel, "split": split, "world": world}))
+
+
+@toyworld_app.command("sheets")
+def sheets(
+    out: Annotated[Path, typer.Option(help="output folder for the contact sheets (JPEG)")],
+    per_style: Annotated[int, typer.Option(help="examples per style")] = 16,
+) -> None:
+    """Write a contact sheet (JPEG grid) of each drawing style, held-out styles included."""
+    from vlserve.toyworld.sheets import write_sheets
+
+    typer.echo(json.dumps(write_sheets(out, per_style), indent=1))
 
 
 @toyworld_app.command("train")
@@ -78,6 +95,13 @@ def train(
     loss: Annotated[str, typer.Option(help="clip | siglip")] = "clip",
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default)")] = 0,
     log: Annotated[Path | None, typer.Option(help="JSON-lines training log")] = None,
+    workers: Annotated[int, typer.Option(help="processes drawing batches alongside training (0: none)")] = 1,
+    max_minutes: Annotated[float, typer.Option(help="stop early past this wall time (0: no limit)")] = 0.0,
+    eval_every: Annotated[int, typer.Option(help="validation accuracy every N steps")] = 250,
+    curriculum: Annotated[float, typer.Option(help="fraction of steps over which easy v1-like scenes give way "
+                                                   "to the full v2 mix (0: none)")] = 0.4,
+    init: Annotated[Path | None, typer.Option(help="warm start from an open_clip local-dir of the same "
+                                                   "architecture")] = None,
 ) -> None:
     """Train the toy dual encoder from scratch (seeded; uses a GPU when present)."""
     from vlserve.toyworld.train import TrainConfig
@@ -86,7 +110,8 @@ def train(
     if loss not in ("clip", "siglip"):
         raise InvalidInput(f"--loss must be clip or siglip, got {loss!r}")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, matryoshka=matryoshka, loss=loss,
-                      threads=threads)
+                      threads=threads, workers=workers, max_seconds=max_minutes * 60, eval_every=eval_every,
+                      curriculum=curriculum, init=str(init) if init else None)
     with tqdm(total=steps, desc="train", unit="step") as bar:
         def progress(step: int, entry: dict[str, Any]) -> None:
             bar.update(1)

@@ -10,7 +10,8 @@ from typing import Any
 from vlserve.errors import InvalidInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-TOY_TEMPLATES = {"shape": ["a photo of a {}."], "colour": ["a photo of a {} object."], "novel": ["a photo of a {}."]}
+TOY_TEMPLATES = {"shape": ["a photo of a {}."], "colour": ["a photo of a {} object."], "novel": ["a photo of a {}."],
+                 "rotated": ["a photo of a {}."]}
 
 
 @dataclass
@@ -34,19 +35,25 @@ class CaptionedImages:
     scenes: list[Any] | None = None
 
 
-def _parse_toy(source: str) -> tuple[str, str]:
+def _parse_toy(source: str) -> tuple[str, str, str]:
+    """``toyworld:[WORLD:]SPLIT[/TASK]`` -> (world, split, task); the world defaults to the current one."""
+    from vlserve.toyworld.dataset import CURRENT_WORLD
+
     body = source.removeprefix("toyworld:")
-    split, _, task = body.partition("/")
-    return split or "test", task
+    world, sep, rest = body.partition(":")
+    if not sep:
+        world, rest = CURRENT_WORLD, body
+    split, _, task = rest.partition("/")
+    return world, split or "test", task
 
 
 def load_labelled(source: str, n: int = 1000) -> LabelledImages:
     if source.startswith("toyworld:"):
         from vlserve.toyworld.dataset import labelled_set
 
-        split, task = _parse_toy(source)
-        images, labels, classes = labelled_set(split, task or "shape", n)
-        return LabelledImages(images, labels, classes, [f"{split}:{i}" for i in range(len(images))],
+        world, split, task = _parse_toy(source)
+        images, labels, classes = labelled_set(split, task or "shape", n, world=world)
+        return LabelledImages(images, labels, classes, [f"{world}:{split}:{i}" for i in range(len(images))],
                               TOY_TEMPLATES[task or "shape"])
     path = Path(source)
     if path.is_dir():
@@ -70,11 +77,11 @@ def load_captioned(source: str, n: int = 1000) -> CaptionedImages:
     if source.startswith("toyworld:"):
         from vlserve.toyworld.dataset import sample
 
-        split, _ = _parse_toy(source)
-        samples = [sample(split, i, n_captions=3) for i in range(n)]
+        world, split, _ = _parse_toy(source)
+        samples = [sample(split, i, n_captions=3, world=world) for i in range(n)]
         captions = [c for s in samples for c, _ in s.captions]
         owners = [i for i, s in enumerate(samples) for _ in s.captions]
-        return CaptionedImages([s.scene.image for s in samples], [f"{split}:{i}" for i in range(n)], captions,
+        return CaptionedImages([s.scene.image for s in samples], [f"{world}:{split}:{i}" for i in range(n)], captions,
                                owners, scenes=[s.scene for s in samples])
     path = Path(source)
     if not (path.suffix.lower() == ".csv" and path.is_file()):

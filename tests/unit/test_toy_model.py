@@ -56,3 +56,24 @@ def test_novel_classes_need_descriptions(toy):
                                  classes, [128])
     assert by_description["by_dim"]["128"]["top1"] >= 0.8
     assert name_only["by_dim"]["128"]["top1"] <= 2.0 * name_only["chance"]  # ~chance; the full eval bar is 1.5x
+
+
+@pytest.mark.parametrize(("split", "task", "template"), [("heldout", "shape", "a photo of a {}."),
+                                                         ("heldout", "colour", "a photo of a {} object."),
+                                                         ("test", "rotated", "a photo of a {}.")])
+def test_generalises_to_the_heldout_rasteriser_and_to_any_rotation(toy, split, task, template):
+    """Shapes drawn by a separately written rasteriser (never seen in training), and shapes turned
+    through every angle, are still recognised, with no class left behind."""
+    images, labels, classes = labelled_set(split, task, 240)
+    report = zero_shot_report(toy.encode_images(images), class_embeddings(toy, classes, [template]), labels, classes,
+                              [128])["by_dim"]["128"]
+    assert report["top1"] >= 0.9
+    assert min(report["per_class_top1"].values()) >= 0.8, report["per_class_top1"]
+
+
+@pytest.mark.parametrize(("task", "template"), [("shape", "a photo of a {}."), ("colour", "a photo of a {} object.")])
+def test_still_knows_the_v1_world(toy, task, template):
+    images, labels, classes = labelled_set("test", task, 200, world="v1")
+    report = zero_shot_report(toy.encode_images(images), class_embeddings(toy, classes, [template]), labels, classes,
+                              [128])
+    assert report["by_dim"]["128"]["top1"] >= 0.95

@@ -28,12 +28,14 @@ class ObjSpec:
     colour: str | None = None
     size: str | None = None
     position: str | None = None
+    style: str | None = None  # one of the object's style tags (v2)
 
     def matches(self, obj: ToyObject) -> bool:
         return ((self.shape is None or obj.shape == self.shape)
                 and (self.colour is None or obj.colour == self.colour)
                 and (self.size is None or obj.size == self.size)
-                and (self.position is None or obj.position() == self.position))
+                and (self.position is None or obj.position() == self.position)
+                and (self.style is None or self.style in obj.style))
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,34 @@ def _object_phrase(rng: np.random.Generator, obj: ToyObject) -> tuple[str, ObjSp
     else:
         spec = ObjSpec(colour=obj.colour)
         text = f"{obj.colour} {rng.choice(['object', 'thing', 'shape'])}"
+    if obj.style and spec.shape is not None and rng.random() < 0.4:
+        text, spec = _with_style(rng, obj, text, spec)
     pos = obj.position()
     if pos is not None and rng.random() < 0.25:
-        spec = ObjSpec(spec.shape, spec.colour, spec.size, pos)
+        spec = ObjSpec(spec.shape, spec.colour, spec.size, pos, spec.style)
         text += " in the center" if pos == "center" else f" at the {pos}" if pos in ("top", "bottom") \
             else f" on the {pos}"
     return text, spec
+
+
+STYLE_ADJECTIVES = {"filled": ("solid", "filled"), "outline": ("outlined",), "hand-drawn": ("hand-drawn", "sketched"),
+                    "shaded": ("shaded",), "striped": ("striped",), "dotted": ("dotted",),
+                    "checkered": ("checkered",), "textured": ("textured",)}
+
+
+def _with_style(rng: np.random.Generator, obj: ToyObject, text: str, spec: ObjSpec) -> tuple[str, ObjSpec]:
+    """Add one of the object's drawing-style tags: "a red triangle outline", "a hand-drawn blue star"."""
+    tags = [t for t in obj.style if t in STYLE_ADJECTIVES]
+    if not tags:
+        return text, spec
+    tag = str(rng.choice(tags))
+    if tag == "outline" and rng.random() < 0.6:
+        text = f"{text} outline"
+    elif tag == "hand-drawn" and rng.random() < 0.3:
+        text = f"sketch of a {text}"
+    else:
+        text = f"{rng.choice(STYLE_ADJECTIVES[tag])} {text}"
+    return text, ObjSpec(spec.shape, spec.colour, spec.size, spec.position, tag)
 
 
 def which_caption(rng: np.random.Generator, name: str, obj: ToyObject) -> tuple[str, CaptionSpec]:

@@ -1,7 +1,14 @@
 """Named, non-overlapping splits of the toy world, and the labelled sets used for evaluation.
 
-Sample ``i`` of split ``s`` is drawn from ``SeedSequence([seed, SPLIT_IDS[s], stream, i])``: the
-streams of different splits are disjoint by construction, so no image is in two splits.
+Two worlds: ``v2`` (the current one: shapes at any rotation in many drawing styles, see
+:mod:`vlserve.toyworld.scene_v2`) and ``v1`` (the original upright, flat-filled world, kept so
+models can be scored on it). v2 has two extra evaluation-only splits drawn by a separately written
+rasteriser (:mod:`vlserve.toyworld.heldout`): ``heldout`` (flat and outline shapes) and
+``heldout-dashed`` (dashed outlines, a technique absent from training).
+
+Sample ``i`` of split ``s`` is drawn from ``SeedSequence([seed, SPLIT_IDS[s], stream, i])`` in v1
+and ``SeedSequence([seed, 2, SPLIT_IDS[s], stream, i])`` in v2: the streams of different splits
+are disjoint by construction, so no image is in two splits.
 """
 
 from __future__ import annotations
@@ -12,12 +19,18 @@ import numpy as np
 
 from vlserve.errors import InvalidInput
 from vlserve.toyworld.captions import CaptionSpec, caption
+from vlserve.toyworld.heldout import render_heldout
 from vlserve.toyworld.novel import NOVEL_CLASSES, RESERVED_NAMES
 from vlserve.toyworld.scene import COLOURS, SHAPES, Scene, render_scene
+from vlserve.toyworld.scene_v2 import render_scene_v2
 
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "heldout": 3, "heldout-dashed": 4}
+WORLD_SPLITS = {"v1": ("train", "val", "test"), "v2": tuple(SPLIT_IDS)}
+WORLDS = tuple(WORLD_SPLITS)
+CURRENT_WORLD = "v2"
+TASKS = ("shape", "colour", "novel", "rotated")
 DEFAULT_SEED = 20261125
-_SCENES, _SINGLE, _NOVEL = 0, 1, 2  # streams inside a split
+_SCENES, _SINGLE, _NOVEL, _ROTATED = 0, 1, 2, 3  # streams inside a split
 
 
 @dataclass
@@ -26,42 +39,75 @@ class ToySample:
     captions: list[tuple[str, CaptionSpec]]
 
 
-def _rng(split: str, stream: int, index: int, seed: int) -> np.random.Generator:
-    if split not in SPLIT_IDS:
-        raise InvalidInput(f"unknown toy-world split {split!r}; known: {', '.join(SPLIT_IDS)}")
-    return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], stream, index]))
+def _check(split: str, world: str) -> None:
+    if world not in WORLD_SPLITS:
+        raise InvalidInput(f"unknown toy world {world!r}; known: {', '.join(WORLDS)}")
+    if split not in WORLD_SPLITS[world]:
+        raise InvalidInput(f"unknown toy-world split {split!r} in world {world}; "
+                           f"known: {', '.join(WORLD_SPLITS[world])}")
 
 
-def sample(split: str, index: int, n_captions: int = 1, seed: int = DEFAULT_SEED) -> ToySample:
-    """Scene ``index`` of ``split`` with ``n_captions`` captions."""
-    rng = _rng(split, _SCENES, index, seed)
-    scene = render_scene(rng)
+def _rng(split: str, stream: int, index: int, seed: int, world: str = CURRENT_WORLD) -> np.random.Generator:
+    _check(split, world)
+    key = [seed, SPLIT_IDS[split], stream, index] if world == "v1" else [seed, 2, SPLIT_IDS[split], stream, index]
+    return np.random.default_rng(np.random.SeedSequence(key))
+
+
+def _render(split: str, world: str, rng: np.random.Generator, **force: object) -> Scene:
+    if world == "v1":
+        return render_scene(rng, **force)  # type: ignore[arg-type]
+    if split.startswith("heldout"):
+        force.pop("angle", None)
+        return render_heldout(rng, style="dashed" if split == "heldout-dashed" else None, **force)  # type: ignore[arg-type]
+    return render_scene_v2(rng, **force)  # type: ignore[arg-type]
+
+
+def sample(split: str, index: int, n_captions: int = 1, seed: int = DEFAULT_SEED,
+           world: str = CURRENT_WORLD, easy: float = 0.0) -> ToySample:
+    """Scene ``index`` of ``split`` with ``n_captions`` captions (``easy``: v2 training curriculum, the
+    probability of a v1-like scene; see :func:`~vlserve.toyworld.scene_v2.render_scene_v2`)."""
+    rng = _rng(split, _SCENES, index, seed, world)
+    scene = _render(split, world, rng, **({"easy": easy} if easy else {}))
     caps = [caption(rng, scene.objects, RESERVED_NAMES) for _ in range(n_captions)]
     return ToySample(scene, caps)
 
 
-def single_object(split: str, index: int, seed: int = DEFAULT_SEED) -> Scene:
+def single_object(split: str, index: int, seed: int = DEFAULT_SEED, world: str = CURRENT_WORLD) -> Scene:
     """A one-object scene (the zero-shot shape/colour evaluation set)."""
-    return render_scene(_rng(split, _SINGLE, index, seed), n_objects=1)
+    return _render(split, world, _rng(split, _SINGLE, index, seed, world), n_objects=1)
 
 
-def novel_object(split: str, index: int, seed: int = DEFAULT_SEED) -> tuple[Scene, str]:
+def rotated_object(split: str, index: int, n: int, seed: int = DEFAULT_SEED) -> Scene:
+    """A one-object v2 scene whose shape is turned by ``360 * index / n`` degrees (all angles, evenly)."""
+    angle = 2 * np.pi * index / max(1, n)
+    return _render(split, CURRENT_WORLD, _rng(split, _ROTATED, index, seed), n_objects=1, angle=angle)
+
+
+def novel_object(split: str, index: int, seed: int = DEFAULT_SEED, world: str = CURRENT_WORLD) -> tuple[Scene, str]:
     """A one-object scene of novel class ``index % 12`` (class-balanced), and the class name."""
     names = list(NOVEL_CLASSES)
     name = names[index % len(names)]
     colour, shape = NOVEL_CLASSES[name]
-    return render_scene(_rng(split, _NOVEL, index, seed), n_objects=1, shape=shape, colour=colour), name
+    rng = _rng(split, _NOVEL, index, seed, world)
+    return _render(split, world, rng, n_objects=1, shape=shape, colour=colour), name
 
 
-def labelled_set(split: str, task: str, n: int, seed: int = DEFAULT_SEED) -> tuple[list[np.ndarray], list[str],
-                                                                                    list[str]]:
-    """Images, labels and the class list for a zero-shot task: ``shape``, ``colour`` or ``novel``."""
+def labelled_set(split: str, task: str, n: int, seed: int = DEFAULT_SEED,
+                 world: str = CURRENT_WORLD) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Images, labels and the class list for a zero-shot task: ``shape``, ``colour``, ``novel`` or
+    ``rotated`` (shapes turned through all angles evenly; v2 only)."""
+    _check(split, world)
     if task == "novel":
-        pairs = [novel_object(split, i, seed) for i in range(n)]
+        pairs = [novel_object(split, i, seed, world) for i in range(n)]
         return [s.image for s, _ in pairs], [name for _, name in pairs], list(NOVEL_CLASSES)
-    scenes = [single_object(split, i, seed) for i in range(n)]
+    if task == "rotated":
+        if world != "v2":
+            raise InvalidInput("the rotated task exists in toy world v2 only")
+        scenes = [rotated_object(split, i, n, seed) for i in range(n)]
+        return [s.image for s in scenes], [s.objects[0].shape for s in scenes], list(SHAPES)
+    if task not in TASKS:
+        raise InvalidInput(f"unknown toy-world task {task!r}; known: {', '.join(TASKS)}")
+    scenes = [single_object(split, i, seed, world) for i in range(n)]
     if task == "shape":
         return [s.image for s in scenes], [s.objects[0].shape for s in scenes], list(SHAPES)
-    if task == "colour":
-        return [s.image for s in scenes], [s.objects[0].colour for s in scenes], list(COLOURS)
-    raise InvalidInput(f"unknown toy-world task {task!r}; known: shape, colour, novel")
+    return [s.image for s in scenes], [s.objects[0].colour for s in scenes], list(COLOURS)

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 MODEL_CFG: dict[str, Any] = {
     "embed_dim": 128,
     "vision_cfg": {"image_size": 64, "layers": [1, 2, 2, 1], "width": 24, "head_width": 32},
@@ -25,6 +27,22 @@ PREPROCESS_CFG: dict[str, Any] = {
 }
 MATRYOSHKA_DIMS = (16, 32, 64, 128)
 TOY_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy"
+
+
+def to_model_size(image: np.ndarray) -> np.ndarray:
+    """Resize an RGB array to the model's input side the way its preprocessing does (bicubic on the
+    shortest side, then a centre crop; toy images are square, so the crop keeps everything)."""
+    size = PREPROCESS_CFG["size"]
+    if image.shape[0] == image.shape[1] == size:
+        return image
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    scale = size / min(pil.size)
+    pil = pil.resize((max(size, round(pil.width * scale)), max(size, round(pil.height * scale))),
+                     Image.Resampling.BICUBIC)
+    left, top = (pil.width - size) // 2, (pil.height - size) // 2
+    return np.asarray(pil.crop((left, top, left + size, top + size)))
 
 
 def save_open_clip_dir(model: Any, out: Path, model_cfg: dict[str, Any], extra: dict[str, Any] | None = None,

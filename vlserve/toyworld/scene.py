@@ -36,6 +36,9 @@ class ToyObject:
     mask: np.ndarray = field(repr=False)  # bool [H, W], visible pixels only
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # xyxy, exclusive max (COCO-style extent)
     full_area: int = 0  # pixels of the whole shape before occlusion
+    style: tuple[str, ...] = ()  # v2 drawing-style tags ("outline", "hand-drawn", "striped", ...); v1: none
+    image_size: int = IMAGE_SIZE  # side of the (square) image the object is in
+    angle: float = 0.0  # rotation, radians (v2; v1 objects are upright within ±0.2, not recorded)
 
     @property
     def label(self) -> str:
@@ -45,9 +48,9 @@ class ToyObject:
     def area(self) -> int:
         return int(self.mask.sum())
 
-    def position(self, image_size: int = IMAGE_SIZE) -> str | None:
+    def position(self) -> str | None:
         """A coarse position word, or None when the object is not clearly in one region."""
-        x, y = self.center[0] / image_size, self.center[1] / image_size
+        x, y = self.center[0] / self.image_size, self.center[1] / self.image_size
         if 0.38 <= x <= 0.62 and 0.38 <= y <= 0.62:
             return "center"
         horizontal = "left" if x < 0.36 else "right" if x > 0.64 else None
@@ -132,6 +135,14 @@ def background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
     return img
 
 
+def pick_attributes(rng: np.random.Generator, first: bool, shape: str | None, colour: str | None,
+                    sizes: dict[str, tuple[float, float]]) -> tuple[str, str, str]:
+    """Shape, colour and size word of a new object; ``shape``/``colour`` are forced on the first one."""
+    shp = shape if (first and shape) else str(rng.choice(SHAPES))
+    col = colour if (first and colour) else str(rng.choice(list(COLOURS)))
+    return shp, col, str(rng.choice(list(sizes)))
+
+
 def render_scene(rng: np.random.Generator, n_objects: int | None = None, image_size: int = IMAGE_SIZE,
                  shape: str | None = None, colour: str | None = None) -> Scene:
     """Draw one scene. ``shape``/``colour`` force the first object's attributes (for tests)."""
@@ -142,9 +153,7 @@ def render_scene(rng: np.random.Generator, n_objects: int | None = None, image_s
     occupied = np.zeros((image_size, image_size), dtype=np.int16) - 1  # index of the top object
     for i in range(n_objects):
         for _attempt in range(20):
-            shp = shape if (i == 0 and shape) else str(rng.choice(SHAPES))
-            col = colour if (i == 0 and colour) else str(rng.choice(list(COLOURS)))
-            size = str(rng.choice(list(SIZES)))
+            shp, col, size = pick_attributes(rng, i == 0, shape, colour, SIZES)
             lo, hi = SIZES[size]
             diameter = float(rng.uniform(lo, hi))
             r = diameter / 2
@@ -170,5 +179,5 @@ def render_scene(rng: np.random.Generator, n_objects: int | None = None, image_s
         visible = occupied == i
         ys, xs = np.nonzero(visible)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        objects.append(ToyObject(shp, col, size, center, visible, box, int(full.sum())))
+        objects.append(ToyObject(shp, col, size, center, visible, box, int(full.sum()), image_size=image_size))
     return Scene(np.clip(img, 0, 255).astype(np.uint8), objects)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vlserve.toyworld.dataset import labelled_set, sample
-from vlserve.toyworld.model import MATRYOSHKA_DIMS, MODEL_CFG, PREPROCESS_CFG, save_open_clip_dir
+from vlserve.toyworld.model import MATRYOSHKA_DIMS, MODEL_CFG, PREPROCESS_CFG, save_open_clip_dir, to_model_size
 
 
 @dataclass
@@ -39,6 +39,12 @@ class TrainConfig:
     threads: int = 0  # 0: leave torch's default
     eval_every: int = 250
     eval_n: int = 300
+    world: str = "v2"
+    workers: int = 1  # processes drawing batches while the model trains (0: draw in the training process)
+    max_seconds: float = 0.0  # stop early (and say so in the summary) past this wall time; 0: no limit
+    curriculum: float = 0.4  # v2: share of v1-like easy scenes falls from 1 to ``easy_floor`` over this fraction
+    easy_floor: float = 0.1
+    init: str | None = None  # warm start: an open_clip local-dir checkpoint of the same architecture
 
 
 def _device() -> torch.device:
@@ -52,7 +58,52 @@ def build_model(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     if cfg.loss == "siglip":
         model_cfg.update(init_logit_bias=-10.0, init_logit_scale=math.log(10))
     model = CLIP(**model_cfg)
+    if cfg.init:
+        from safetensors.torch import load_file
+
+        init = Path(cfg.init)
+        saved = json.loads((init / "open_clip_config.json").read_text())["model_cfg"]
+        if saved != model_cfg:
+            raise ValueError(f"{init}: architecture differs from the toy model's; cannot warm-start from it")
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init / "open_clip_model.safetensors")).items()})
     return model, model_cfg
+
+
+class _Batches(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Training batch ``step``: images at the model's input size, first captions, soft-target matrix.
+
+    A batch is a pure function of (seed, step), so drawing it in a worker process changes nothing.
+    """
+
+    def __init__(self, cfg: TrainConfig, tokenizer: Callable[..., torch.Tensor]) -> None:
+        self.cfg, self.tokenizer = cfg, tokenizer
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        offset = cfg.seed * 10_000_000  # the seed offsets the stream of scenes: two seeds see different data
+        easy = easy_share(cfg, step)
+        batch = [sample("train", offset + step * cfg.batch_size + b, world=cfg.world, easy=easy)
+                 for b in range(cfg.batch_size)]
+        images = np.stack([to_model_size(s.scene.image) for s in batch])
+        positives = torch.tensor([[s_j.captions[0][1].satisfied_by(s_i.scene.objects) for s_j in batch]
+                                  for s_i in batch], dtype=torch.float32)
+        return images, self.tokenizer([s.captions[0][0] for s in batch]), positives
+
+
+def easy_share(cfg: TrainConfig, step: int) -> float:
+    """Curriculum: the probability that a training scene is drawn the easy (v1-like) way at ``step``.
+    Shapes are first learned as flat-filled, upright blobs; rotations and drawing styles then take
+    over, down to a floor of easy scenes."""
+    if cfg.world != "v2" or cfg.curriculum <= 0:
+        return 0.0
+    return max(cfg.easy_floor, 1.0 - step / (cfg.curriculum * cfg.steps))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
 
 
 def _normalise_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -88,7 +139,7 @@ def zero_shot_accuracy(model: Any, tokenizer: Callable[..., torch.Tensor], task:
     images, labels, classes = labelled_set(split, task, n)
     device = next(model.parameters()).device
     model.eval()
-    img = model.encode_image(_normalise_images(np.stack(images), device))
+    img = model.encode_image(_normalise_images(np.stack([to_model_size(im) for im in images]), device))
     prompts = [TASK_PROMPTS[task].format(c) for c in classes]
     txt = model.encode_text(tokenizer(prompts).to(device))
     model.train()
@@ -130,18 +181,18 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
 
     log: list[dict[str, Any]] = []
     log_file = log_path.open("w") if log_path else None
-    t0 = time.time()
-    gen_time = 0.0
-    # the seed offsets the stream of training scenes, so two seeds see different data
-    offset = cfg.seed * 10_000_000
+    t0, cpu0 = time.time(), time.process_time()
+    gen_time = 0.0  # time the training loop waited for data
+    loader = torch.utils.data.DataLoader(_Batches(cfg, tokenizer), batch_size=None, shuffle=False,
+                                         num_workers=cfg.workers, worker_init_fn=_worker_init,
+                                         prefetch_factor=4 if cfg.workers else None,
+                                         persistent_workers=False)
+    batches = iter(loader)
     for step in range(cfg.steps):
         tg = time.time()
-        batch = [sample("train", offset + step * cfg.batch_size + b) for b in range(cfg.batch_size)]
-        images = np.stack([s.scene.image for s in batch])
-        texts = [s.captions[0][0] for s in batch]
-        positives = torch.tensor([[s_j.captions[0][1].satisfied_by(s_i.scene.objects) for s_j in batch]
-                                  for s_i in batch], dtype=torch.float32, device=device)
-        tokens = tokenizer(texts).to(device)
+        images, tokens, positives = next(batches)
+        tokens, positives = tokens.to(device), positives.to(device)
+        images = images.numpy() if isinstance(images, torch.Tensor) else images
         gen_time += time.time() - tg
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -154,7 +205,10 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
         opt.step()
         entry: dict[str, Any] = {"step": step + 1, "loss": round(float(loss.detach()), 4),
                                  "elapsed_s": round(time.time() - t0, 1)}
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        stop = bool(cfg.max_seconds) and time.time() - t0 > cfg.max_seconds and step + 1 < cfg.steps
+        if stop:
+            entry["stopped_early"] = f"time limit {cfg.max_seconds:.0f} s reached at step {step + 1}"
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or stop:
             for task in ("shape", "colour"):
                 acc = zero_shot_accuracy(model, tokenizer, task, cfg.eval_n, dims)
                 entry[f"val_{task}_top1"] = {str(d): round(a, 4) for d, a in acc.items()}
@@ -164,14 +218,19 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
             log_file.flush()
         if progress:
             progress(step + 1, entry)
+        if stop:
+            break
     elapsed = time.time() - t0
     model.eval()
     extra = {"vlserve": {"kind": "toy", "matryoshka_dims": list(dims), "train": asdict(cfg),
                          "train_seconds": round(elapsed, 1), "device": str(device)}}
     save_open_clip_dir(model.cpu(), out, model_cfg, extra)
+    from vlserve.provenance import provenance
+
     summary = {"config": asdict(cfg), "device": str(device), "seconds": round(elapsed, 1),
-               "data_generation_seconds": round(gen_time, 1),
-               "images_per_second": round(cfg.steps * cfg.batch_size / elapsed, 1),
+               "main_process_cpu_seconds": round(time.process_time() - cpu0, 1), "provenance": provenance(),
+               "data_wait_seconds": round(gen_time, 1),
+               "steps_done": len(log), "images_per_second": round(len(log) * cfg.batch_size / elapsed, 1),
                "final": log[-1], "out": str(out)}
     if log_file:
         log_file.write(json.dumps({"summary": summary}) + "\n")
