@@ -102,16 +102,19 @@ def train(
                                                    "to the full v2 mix (0: none)")] = 0.4,
     init: Annotated[Path | None, typer.Option(help="warm start from an open_clip local-dir of the same "
                                                    "architecture")] = None,
+    world: Annotated[str, typer.Option(help="v2 (current) | v1")] = "v2",
 ) -> None:
     """Train the toy dual encoder from scratch (seeded; uses a GPU when present)."""
     from vlserve.toyworld.train import TrainConfig
     from vlserve.toyworld.train import train as run
 
+    if world not in ("v1", "v2"):
+        raise InvalidInput(f"--world must be v1 or v2, got {world!r}")
     if loss not in ("clip", "siglip"):
         raise InvalidInput(f"--loss must be clip or siglip, got {loss!r}")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, matryoshka=matryoshka, loss=loss,
                       threads=threads, workers=workers, max_seconds=max_minutes * 60, eval_every=eval_every,
-                      curriculum=curriculum, init=str(init) if init else None)
+                      curriculum=curriculum, init=str(init) if init else None, world=world)
     with tqdm(total=steps, desc="train", unit="step") as bar:
         def progress(step: int, entry: dict[str, Any]) -> None:
             bar.update(1)
