@@ -42,11 +42,11 @@ def unit_outline(shape: str, rng: np.random.Generator) -> np.ndarray:
         h = rng.uniform(0.85, 1.1)
         return np.array([(apex, -h), (0.97, 0.75), (-0.97, 0.75)])
     if shape == "star":
-        inner = rng.uniform(0.38, 0.5)
+        inner = float(rng.uniform(0.38, 0.5))
         k = np.arange(10)
-        r = np.where(k % 2 == 0, 1.0, inner)
-        a = -math.pi / 2 + k * math.pi / 5
-        return np.stack([r * np.cos(a), r * np.sin(a)], 1)
+        radii = np.where(k % 2 == 0, 1.0, inner)
+        phi = -math.pi / 2 + k * math.pi / 5
+        return np.stack([radii * np.cos(phi), radii * np.sin(phi)], 1)
     if shape == "cross":
         w = rng.uniform(0.26, 0.4)
         return np.array([(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w),

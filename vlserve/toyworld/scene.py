@@ -8,6 +8,7 @@ the tight pixel box of that mask, so boxes and masks always agree with the pixel
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,7 +137,7 @@ def background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def pick_attributes(rng: np.random.Generator, first: bool, shape: str | None, colour: str | None,
-                    sizes: dict[str, tuple[float, float]]) -> tuple[str, str, str]:
+                    sizes: Mapping[str, object]) -> tuple[str, str, str]:
     """Shape, colour and size word of a new object; ``shape``/``colour`` are forced on the first one."""
     shp = shape if (first and shape) else str(rng.choice(SHAPES))
     col = colour if (first and colour) else str(rng.choice(list(COLOURS)))

@@ -69,7 +69,7 @@ def build_model(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     return model, model_cfg
 
 
-class _Batches(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class _Batches(torch.utils.data.Dataset):
     """Training batch ``step``: images at the model's input size, first captions, soft-target matrix.
 
     A batch is a pure function of (seed, step), so drawing it in a worker process changes nothing.
