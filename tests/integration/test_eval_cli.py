@@ -35,9 +35,11 @@ def test_export_layout(gallery):
     assert len(rows) == 120 and all((gallery / r["image"]).is_file() for r in rows)
     labels = json.loads((gallery / "labels.json").read_text())
     for objects in labels["images"].values():
+        side = objects["size_px"]
+        assert 64 <= side <= 224
         for o in objects["objects"]:
             x0, y0, x1, y1 = o["box_xyxy"]
-            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+            assert 0 <= x0 < x1 <= side and 0 <= y0 < y1 <= side
     assert json.loads((gallery / "novel" / "descriptors.json").read_text())["blicket"] == ["red color", "a star"]
     assert len(list((gallery / "masks").glob("*_semantic.png"))) == 40
 
