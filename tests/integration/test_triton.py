@@ -18,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+from ports import free_ports
 
 from vlserve.matryoshka import truncate
 from vlserve.models import load_dual_encoder
 from vlserve.serving.client import VLServeClient
-from vlserve.serving.launcher import Ports, TritonServer, free_ports
+from vlserve.serving.launcher import Ports, TritonServer
 from vlserve.serving.repository import build_repository
 from vlserve.toyworld.dataset import single_object
 from vlserve.zeroshot.classifier import ZeroShotClassifier

@@ -9,7 +9,7 @@ from conftest import spec_for
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlserve.cli_index import index_app
+from vlserve.cli.index import index_app
 from vlserve.errors import VLServeError
 
 

@@ -1,7 +1,6 @@
 """Triton python-backend model: images (encoded bytes or raw uint8 HWC) -> L2-normalised embeddings.
 
-Inputs: IMAGE (BYTES [1]) or IMAGE_RAW (UINT8 [-1, -1, 3]); optional DIMENSIONS (INT32 [1],
-Matryoshka truncation, re-normalised). Output: EMBEDDING (FP32 [-1]).
+Tensors: ``vlserve.api.tensors.IMAGE_ENCODER``.
 Images of all requests in a dynamic batch are decoded one by one (a bad one fails only its own
 request) and encoded in one forward pass.
 """

@@ -1,6 +1,6 @@
 """Triton python-backend model: texts -> L2-normalised embeddings.
 
-Input: TEXT (BYTES [1]); optional DIMENSIONS (INT32 [1]). Output: EMBEDDING (FP32 [-1]).
+Tensors: ``vlserve.api.tensors.TEXT_ENCODER``.
 Over-long texts are truncated to the model's context, as the reference tokenizer does.
 """
 
@@ -22,11 +22,11 @@ class TritonPythonModel:
             try:
                 arr = optional(pb_utils, request, "TEXT")
                 if arr is None:
-                    raise InvalidInput("missing TEXT input")
+                    raise InvalidInput("missing TEXT input", field="TEXT")
                 try:
                     batch = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
                 except UnicodeDecodeError:
-                    raise InvalidInput("TEXT must be UTF-8") from None
+                    raise InvalidInput("TEXT must be UTF-8", field="TEXT") from None
                 dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
                 check_dimensions(dims, self.engine.embed_dim)
                 owners.append((i, len(batch), dims))

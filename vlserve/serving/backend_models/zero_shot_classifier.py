@@ -1,11 +1,6 @@
 """Triton python-backend model: zero-shot classification, returning the image embedding too.
 
-Inputs: IMAGE (BYTES [1]) or IMAGE_RAW (UINT8 [-1, -1, 3]); the label set as one of LABELS
-(BYTES [-1], with optional TEMPLATES BYTES [-1]), DESCRIPTORS (BYTES [1], JSON
-``{class: [descriptor, ...]}``) or HEAD (BYTES [1], a registered head's name); optional TOP_K,
-DIMENSIONS (INT32 [1]), MULTI_LABEL (BOOL [1]), ABSTAIN_THRESHOLD (FP32 [1]).
-Outputs: LABEL (BYTES [-1]) and SCORE (FP32 [-1]) for the top k, EMBEDDING (FP32 [-1]), RULE,
-EXPLANATION (JSON, descriptor contributions) and ABSTAINED.
+Tensors: ``vlserve.api.tensors.ZERO_SHOT_CLASSIFIER``.
 
 The image is encoded once, by this model's engine, and its embedding is returned beside the
 scores: a client that needs both makes one request. Label embeddings come from the text cache.
@@ -16,7 +11,6 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vlserve.serving.classifier_service import ClassifierService
 from vlserve.serving.python_backend import (
     as_batch,
     bytes_array,
@@ -28,6 +22,7 @@ from vlserve.serving.python_backend import (
     strings,
     triton_error,
 )
+from vlserve.zeroshot.service import ClassifierService
 
 
 class TritonPythonModel:

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
+from vlserve.cli.common import load_model
 from vlserve.errors import InvalidInput
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model: zero-shot accuracy, retrieval recall.")
@@ -34,10 +35,11 @@ def parse_dims(value: str | None, full: int) -> list[int]:
     try:
         dims = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
-        raise InvalidInput(f"--dimensions: expected a comma list of integers or 'all', got {value!r}") from None
+        raise InvalidInput(f"--dimensions: expected a comma list of integers or 'all', got {value!r}",
+                           field="dimensions") from None
     bad = [d for d in dims if not 1 <= d <= full]
     if bad or not dims:
-        raise InvalidInput(f"--dimensions: each value must be in 1..{full}, got {value!r}")
+        raise InvalidInput(f"--dimensions: each value must be in 1..{full}, got {value!r}", field="dimensions")
     return dims
 
 
@@ -50,7 +52,7 @@ def _emit(report: dict[str, Any], out: Path | None) -> None:
 
 
 def _images_with_progress(model: Any, images: list[Any], desc: str) -> np.ndarray:
-    from vlserve.evaluation import embed_images
+    from vlserve.evaluation.metrics import embed_images
 
     with tqdm(total=len(images), desc=desc, unit="img", file=None) as bar:
         return embed_images(model, images, progress=bar.update)
@@ -69,13 +71,12 @@ def zeroshot(
     out: OutOpt = None,
 ) -> None:
     """Zero-shot top-1/top-5 accuracy of a label set, optionally at several Matryoshka dims."""
-    from vlserve.cli import _load
-    from vlserve.eval_data import load_labelled
-    from vlserve.evaluation import class_embeddings, zero_shot_report
+    from vlserve.evaluation.data import load_labelled
+    from vlserve.evaluation.metrics import class_embeddings, descriptor_report, zero_shot_report
     from vlserve.zeroshot.templates import resolve_templates
 
     ds = load_labelled(data, n)
-    enc = _load(model)
+    enc = load_model(model)
     dims = parse_dims(dimensions, enc.embed_dim)
     t0 = time.time()
     img = _images_with_progress(enc, ds.images, "images")
@@ -87,7 +88,7 @@ def zeroshot(
         missing = sorted(set(ds.classes) - set(head.classes))
         if missing:
             raise InvalidInput(f"{descriptors}: no descriptors for class(es) {', '.join(missing)}")
-        report = head.evaluate(img, ds.labels, dims)
+        report = descriptor_report(head, img, ds.labels, dims)
         method: dict[str, Any] = {"method": "descriptors", "descriptors": str(descriptors)}
     else:
         tmpl = resolve_templates(templates, ds.templates)
@@ -106,12 +107,11 @@ def retrieval(
     out: OutOpt = None,
 ) -> None:
     """Text->image and image->text recall@1/5/10 (toy world: also attribute precision@10)."""
-    from vlserve.cli import _load
-    from vlserve.eval_data import load_captioned
-    from vlserve.evaluation import attribute_precision, retrieval_report
+    from vlserve.evaluation.data import load_captioned
+    from vlserve.evaluation.metrics import attribute_precision, retrieval_report
 
     ds = load_captioned(data, n)
-    enc = _load(model)
+    enc = load_model(model)
     dims = parse_dims(dimensions, enc.embed_dim)
     t0 = time.time()
     img = _images_with_progress(enc, ds.images, "images")
