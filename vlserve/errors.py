@@ -52,7 +52,8 @@ class VLServeError(Exception):
 
 
 class InvalidInput(VLServeError):
-    """The request itself is wrong: a corrupt image, an empty list, a bad parameter."""
+    """The request itself is wrong: a corrupt image, an empty list, a bad parameter. ``field`` names
+    the input or parameter; ``item`` the bad item's position when the input is a list."""
 
     code = "invalid_input"
 
@@ -64,13 +65,18 @@ class UnknownModelSpec(InvalidInput):
 
 
 class IndexModelMismatch(InvalidInput):
-    """A query embedded by another model (or of another dimension) than the index's."""
+    """A query embedded by another model (or of another dimension) than the index's.
+
+    Raised by the index manifest's checks: model fingerprint, dimension, and the spec an index was
+    built with when more items are added to it.
+    """
 
     code = "model_mismatch"
 
 
 class Unsupported(VLServeError):
-    """Well-formed, but this model or deployment cannot do it."""
+    """Well-formed, but this model or deployment cannot do it (e.g. calibrated multi-label scores
+    from a CLIP model)."""
 
     code = "unsupported"
 
@@ -82,13 +88,17 @@ class NotFound(VLServeError):
 
 
 class IndexBusy(VLServeError):
-    """Another process is writing to this index (build, add or remove)."""
+    """Another process is writing to this index (build, add or remove): the per-index writer lock
+    is held. Retry when that process is done."""
 
     code = "index_busy"
 
 
 class ModelUnavailable(VLServeError):
-    """Weights cannot be loaded (offline with no cache, missing files) or the model server is down."""
+    """Weights cannot be loaded (offline with no cache, missing files) or the model server is down.
+
+    On the client side, only a server that cannot be reached is this error.
+    """
 
     code = "model_unavailable"
 

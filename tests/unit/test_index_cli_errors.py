@@ -1,5 +1,5 @@
 """``vlserve index`` bad inputs give one clear error each (in-process through typer; the subprocess
-path, ``error: ...`` and exit code 2, is covered in tests/integration/test_index_cli.py)."""
+path, ``error: ...`` and the exit code of each error type, is covered in tests/integration/test_index_cli.py)."""
 
 from __future__ import annotations
 

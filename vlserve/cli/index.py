@@ -82,8 +82,9 @@ def add_cmd(
     captions: CaptionsOpt = True,
     image_col: ImageColOpt = None,
     caption_col: CaptionColOpt = None,
-    progress: ProgressOpt = False,
     ray_address: RayAddressOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr (default: off, "
+                                                                             "unlike build)")] = False,
     index_dir: IndexDirOpt = None,
 ) -> None:
     """Add images to an existing index (with its own model); duplicates are skipped."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from vlserve.errors import InvalidInput, ModelUnavailable, VLServeError, mapping_of, to_transport_message
 
 log = logging.getLogger("vlserve.serving")
+T = TypeVar("T")
 
 
 def parameters(args: dict[str, str]) -> dict[str, str]:
@@ -70,6 +72,20 @@ def triton_error(pb_utils: Any, exc: BaseException) -> Any:
         return codes(to_transport_message(exc), getattr(codes, mapping_of(exc).triton_code))
     log.exception("internal error", exc_info=exc)
     return codes(to_transport_message(VLServeError("internal error")), codes.INTERNAL)
+
+
+def parse_each(pb_utils: Any, requests: list[Any], parse: Callable[[Any], T]
+               ) -> tuple[list[Any], list[tuple[int, T]]]:
+    """``parse`` every request of a batch; one it refuses gets its own error response, so a bad
+    request never fails its neighbours. Returns (responses, [(request index, parsed)])."""
+    responses: list[Any] = [None] * len(requests)
+    parsed = []
+    for i, request in enumerate(requests):
+        try:
+            parsed.append((i, parse(request)))
+        except Exception as e:
+            responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
+    return responses, parsed
 
 
 def optional(pb_utils: Any, request: Any, name: str) -> np.ndarray | None:

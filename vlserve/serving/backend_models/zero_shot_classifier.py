@@ -19,6 +19,7 @@ from vlserve.serving.python_backend import (
     optional,
     optional_scalar,
     parameters,
+    parse_each,
     strings,
     triton_error,
 )
@@ -29,24 +30,23 @@ class TritonPythonModel:
     def initialize(self, args):
         self.service = ClassifierService(load_engine(args), parameters(args))
 
+    def parse(self, request):
+        """One request -> (images, head, options)."""
+        head = self.service.head_for(
+            labels=strings(optional(pb_utils, request, "LABELS")),
+            templates=strings(optional(pb_utils, request, "TEMPLATES")),
+            descriptors=optional_scalar(pb_utils, request, "DESCRIPTORS", str),
+            name=optional_scalar(pb_utils, request, "HEAD", str))
+        options = dict(top_k=optional_scalar(pb_utils, request, "TOP_K", int) or 5,
+                       multi_label=optional_scalar(pb_utils, request, "MULTI_LABEL", bool),
+                       abstain_threshold=optional_scalar(pb_utils, request, "ABSTAIN_THRESHOLD", float),
+                       dimensions=optional_scalar(pb_utils, request, "DIMENSIONS", int))
+        return image_inputs(pb_utils, request), head, options
+
     def execute(self, requests):
-        responses = [None] * len(requests)
-        parsed = []
-        for i, request in enumerate(requests):
-            try:
-                head = self.service.head_for(
-                    labels=strings(optional(pb_utils, request, "LABELS")),
-                    templates=strings(optional(pb_utils, request, "TEMPLATES")),
-                    descriptors=optional_scalar(pb_utils, request, "DESCRIPTORS", str),
-                    name=optional_scalar(pb_utils, request, "HEAD", str))
-                options = dict(top_k=optional_scalar(pb_utils, request, "TOP_K", int) or 5,
-                               multi_label=optional_scalar(pb_utils, request, "MULTI_LABEL", bool),
-                               abstain_threshold=optional_scalar(pb_utils, request, "ABSTAIN_THRESHOLD", float),
-                               dimensions=optional_scalar(pb_utils, request, "DIMENSIONS", int))
-                parsed.append((i, image_inputs(pb_utils, request), head, options))
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        for i, result in self.service.classify_batch(parsed):
+        responses, parsed = parse_each(pb_utils, requests, self.parse)
+        batch = [(i, images, head, options) for i, (images, head, options) in parsed]
+        for i, result in self.service.classify_batch(batch):
             if isinstance(result, BaseException):
                 responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, result))
                 continue
