@@ -24,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
 from _common import write_result  # noqa: E402
-from ports import free_ports  # noqa: E402
+from servers import free_ports  # noqa: E402
 
 
 def jpeg_images(n: int, size: int = 224) -> list[bytes]:

@@ -62,21 +62,23 @@ def vlserve(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def index(tiny_dirs, tmp_path_factory):
+    """A 32-d index of four plain images, built through the library (the CLI path is tested elsewhere)."""
+    from vlserve.ingest.pipeline import BuildOptions, build
+
     root = tmp_path_factory.mktemp("cli-errors")
-    (root / "imgs").mkdir()
+    sources = []
     for i in range(4):
-        Image.fromarray(np.full((16, 16, 3), i * 60, np.uint8)).save(root / "imgs" / f"{i}.png")
+        sources.append(str(root / f"{i}.png"))
+        Image.fromarray(np.full((16, 16, 3), i * 60, np.uint8)).save(sources[-1])
     spec = spec_for("open_clip_clip", tiny_dirs["open_clip_clip"])
-    r = vlserve("index", "build", str(root / "imgs"), "--model", spec, "--name", "g", "--index-dir",
-                str(root / "idx"), "--no-progress", "--workers", "0")
-    assert r.returncode == 0, r.stderr
+    build(root / "idx", "g", sources, BuildOptions(workers=0, progress=False), model=spec)
     return root, spec
 
 
 def test_real_commands_exit_with_the_code_of_their_error(index, tmp_path):
     root, spec = index
     idx = ["--index-dir", str(root / "idx")]
-    img = str(root / "imgs" / "0.png")
+    img = str(root / "0.png")
     cases: list[tuple[type[VLServeError], list[str], str]] = [
         (InvalidInput, ["embed", "--model", spec, "--text", "a", "--dimensions", "999"], "dimensions must be"),
         (UnknownModelSpec, ["embed", "--model", "nope:x", "--text", "a"], "unknown scheme 'nope'"),

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from ports import free_ports
+from servers import free_ports, running_triton
 
 from vlserve.errors import ERROR_TABLE, InvalidInput, ModelUnavailable, VLServeError
 from vlserve.serving.client import VLServeClient, _call_failed
-from vlserve.serving.launcher import Ports, TritonServer
+from vlserve.serving.launcher import TritonServer
 from vlserve.serving.repository import RepoOptions, build_repository
 
 pytestmark = pytest.mark.integration
@@ -39,18 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                      opts=RepoOptions(parameters={"MAX_IMAGE_PIXELS": str(100 * 100)}))  # the config's own limit
     raising = build_repository(repo, "toy", prefix="raise_", models=("image_encoder",))[0]
     shutil.copy(TESTS / "triton_error_model.py", raising / "1" / "model.py")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VLSERVE_MAX_IMAGE_PIXELS", str(PIXEL_LIMIT))  # read by the stubs Triton starts
-    try:
-        server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=tmp_path_factory.mktemp("cache"))
-    finally:
-        mp.undo()
-    server.start()
-    try:
-        server.wait_ready(240)
+    env = {"VLSERVE_MAX_IMAGE_PIXELS": str(PIXEL_LIMIT)}  # the settings the models' stubs read
+    with running_triton(repo, tmp_path_factory.mktemp("cache"), env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def url(server: TritonServer, protocol: str) -> str:
