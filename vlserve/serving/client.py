@@ -57,7 +57,7 @@ def map_error(exc: InferenceServerException) -> VLServeError:
     for code, statuses in _TRITON_STATUSES.items():
         if status in statuses:
             return TRITON_CODE_TYPES[code](message)
-    if status == "StatusCode.DEADLINE_EXCEEDED" or not status:  # no answer from the server
+    if status == "StatusCode.DEADLINE_EXCEEDED":  # no answer in time
         return ModelUnavailable(f"Triton did not answer: {message}")
     return VLServeError(message)
 
