@@ -22,9 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
 from _common import write_result  # noqa: E402
-from servers import free_ports  # noqa: E402
 
 
 def jpeg_images(n: int, size: int = 224) -> list[bytes]:
@@ -68,7 +66,7 @@ def metric(url: str, name: str, model: str) -> float:
 def triton(spec: str, images: list[bytes], concurrencies: list[int], seconds: float) -> dict[str, object]:
     import tritonclient.grpc as grpcclient
 
-    from vlserve.serving.launcher import Ports, TritonServer
+    from vlserve.serving.launcher import Ports, TritonServer, free_ports
     from vlserve.serving.repository import RepoOptions, build_repository
 
     repo = Path(tempfile.mkdtemp(prefix="bench-repo-"))

@@ -35,4 +35,4 @@ def test_unknown_specs_list_what_is_known(spec, listed):
     with pytest.raises(UnknownModelSpec) as e:
         parse_spec(spec)
     assert listed in str(e.value)
-    assert "known forms" in str(e.value)
+    assert "Known forms" in str(e.value)

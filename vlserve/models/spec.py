@@ -93,7 +93,7 @@ def _known_archs() -> list[str]:
 
 def _unknown(spec: str, why: str) -> UnknownModelSpec:
     forms = " | ".join(f.split("  ")[0].strip() for f in SPEC_FORMS)
-    return UnknownModelSpec(f"model spec {spec!r}: {why}; known forms: {forms}", field="model")
+    return UnknownModelSpec(f"model spec {spec!r}: {why}. Known forms: {forms}", field="model")
 
 
 def parse_spec(spec: str) -> ModelSpec:
