@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch and torchvision asked for together, so a matching pair resolves (see docs/ENVIRONMENT notes)
+	# torch and torchvision asked for together, so a matching pair resolves (a range for torch alone lets another package swap it)
 	$(PY) -m pip install -q "torch>=2.6" "torchvision>=0.21"
 	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
@@ -26,8 +26,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check vlserve tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vlserve tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

@@ -13,7 +13,13 @@ import pytest
 from conftest import spec_for
 from PIL import Image
 
+from vlserve.errors import ModelUnavailable, UnknownModelSpec, VLServeError, mapping_of
+
 pytestmark = pytest.mark.integration
+
+
+def exit_code(error: type[VLServeError]) -> int:
+    return mapping_of(error).exit_code
 VLSERVE = [sys.executable, "-m", "vlserve"]
 
 
@@ -42,7 +48,7 @@ def test_embed_bad_inputs_exit_nonzero_with_a_message(tiny_dirs, tmp_path):
     r = run(["embed", "--model", spec, "--image", str(bad)])
     assert r.returncode == 2 and f"{bad}: not a decodable image" in r.stderr and "Traceback" not in r.stderr
     r = run(["embed", "--model", "nope:x", "--text", "a"])
-    assert r.returncode == 2 and "known schemes" in r.stderr
+    assert r.returncode == exit_code(UnknownModelSpec) and "known schemes" in r.stderr
     r = run(["embed", "--model", spec, "--text", "a", "--dimensions", "999"])
     assert r.returncode == 2 and "dimensions must be an integer in 1..32" in r.stderr
     r = run(["embed", "--model", spec])
@@ -61,7 +67,7 @@ def test_hub_spec_without_cache_fails_fast_and_says_how(spec, offline_flag, tmp_
     t0 = time.time()
     r = run(["embed", "--model", spec, "--text", "a"], {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": offline_flag,
                                                         "HF_ENDPOINT": "http://127.0.0.1:9"})
-    assert r.returncode == 2, r.stderr
+    assert r.returncode == exit_code(ModelUnavailable), r.stderr
     assert f"cannot load weights for model spec {spec!r}" in r.stderr
     assert "local-dir" in r.stderr and "HF_HOME" in r.stderr and "Traceback" not in r.stderr
     assert time.time() - t0 < 60  # fails at once (process start included), no retry loop

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from vlserve.errors import InvalidInput, NotFound, mapping_of
 from vlserve.toyworld.model import TOY_DIR
 
 pytestmark = [pytest.mark.integration,
@@ -89,13 +90,15 @@ def test_embed_runs_on_the_embedded_default_with_no_model_given():
     assert out["model"] == "toy" and out["full_dimensions"] == 128 and len(out["texts"][0]["embedding"]) == 128
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("eval", "zeroshot", "--model", "toy", "--data", "/no/such/dir"), "not a folder, a CSV"),
-    (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/weather"), "unknown toy-world task"),
-    (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/shape", "--dimensions", "0,300"), "--dimensions"),
-    (("classify", "x.jpg", "--model", "toy", "--labels", "a,a"), "image file not found"),
-    (("toyworld", "export", "--split", "nope", "--out", "/tmp/x"), "unknown split"),
+@pytest.mark.parametrize(("args", "message", "error"), [
+    (("eval", "zeroshot", "--model", "toy", "--data", "/no/such/dir"), "not a folder, a CSV", InvalidInput),
+    (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/weather"), "unknown toy-world task",
+     InvalidInput),
+    (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/shape", "--dimensions", "0,300"),
+     "--dimensions", InvalidInput),
+    (("classify", "x.jpg", "--model", "toy", "--labels", "a,a"), "image file not found", NotFound),
+    (("toyworld", "export", "--split", "nope", "--out", "/tmp/x"), "unknown split", InvalidInput),
 ])
-def test_bad_cli_input(args, message):
+def test_bad_cli_input(args, message, error):
     r = run(*args)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == mapping_of(error).exit_code and message in r.stderr and "Traceback" not in r.stderr

@@ -18,6 +18,8 @@ import pytest
 from conftest import spec_for
 from PIL import Image
 
+from vlserve.errors import InvalidInput, NotFound, mapping_of
+
 pytestmark = pytest.mark.integration
 VLSERVE = [sys.executable, "-m", "vlserve"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -80,14 +82,16 @@ def test_build_search_info_add_remove(tiny_dirs, tmp_path):
 
 def test_errors_are_one_line_without_traceback(tmp_path):
     (tmp_path / "t.csv").write_text("name\nx\n")
-    for args, expected in [
-        (["index", "build", str(tmp_path / "nope"), "--model", "toy", "--name", "x"], "source not found"),
-        (["index", "build", str(tmp_path / "t.csv"), "--model", "toy", "--name", "x"], "no image column"),
-        (["index", "search", "missing", "--text", "a", "--index-dir", str(tmp_path)], "not found"),
-        (["index", "search", "missing", "--text", "a", "-k", "0"], "k must be"),
+    for args, expected, error in [
+        (["index", "build", str(tmp_path / "nope"), "--model", "toy", "--name", "x"], "source not found", NotFound),
+        (["index", "build", str(tmp_path / "t.csv"), "--model", "toy", "--name", "x"], "no image column",
+         InvalidInput),
+        (["index", "search", "missing", "--text", "a", "--index-dir", str(tmp_path)], "not found", NotFound),
+        (["index", "search", "missing", "--text", "a", "-k", "0"], "k must be", InvalidInput),
     ]:
         r = run(args)
-        assert r.returncode == 2 and r.stderr.startswith("error: ") and expected in r.stderr, (args, r.stderr)
+        assert r.returncode == mapping_of(error).exit_code, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and expected in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
 
 

@@ -132,8 +132,8 @@ def test_image_query_returns_the_same_object_type(gallery, toy):
 def test_other_models_and_dimensions_are_refused(gallery, tiny_dirs):
     from conftest import spec_for
 
+    from vlserve.errors import IndexModelMismatch
     from vlserve.models import load_dual_encoder
-    from vlserve.retrieval.manifest import IndexModelMismatch
     from vlserve.retrieval.query import Searcher
 
     idx = open_index(gallery[0])

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+from servers import free_ports, running_triton
 
 from vlserve.matryoshka import truncate
 from vlserve.models import load_dual_encoder
 from vlserve.serving.client import VLServeClient
-from vlserve.serving.launcher import Ports, TritonServer, free_ports
 from vlserve.serving.repository import build_repository
 from vlserve.toyworld.dataset import single_object
 from vlserve.zeroshot.classifier import ZeroShotClassifier
@@ -41,13 +41,8 @@ def png(arr: np.ndarray) -> bytes:
 def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     build_repository(repo, "toy")
-    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=tmp_path_factory.mktemp("cache"))
-    server.start()
-    try:
-        server.wait_ready(240)
+    with running_triton(repo, tmp_path_factory.mktemp("cache")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

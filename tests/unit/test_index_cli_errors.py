@@ -1,5 +1,5 @@
 """``vlserve index`` bad inputs give one clear error each (in-process through typer; the subprocess
-path, ``error: ...`` and exit code 2, is covered in tests/integration/test_index_cli.py)."""
+path, ``error: ...`` and the exit code of each error type, is covered in tests/integration/test_index_cli.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import spec_for
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlserve.cli_index import index_app
+from vlserve.cli.index import index_app
 from vlserve.errors import VLServeError
 
 

@@ -14,10 +14,10 @@ import pytest
 from conftest import spec_for
 from PIL import Image
 
-from vlserve.errors import InvalidInput, NotFound
+from vlserve.errors import IndexModelMismatch, InvalidInput, NotFound
 from vlserve.ingest.pipeline import BuildOptions, build
 from vlserve.models import Runtime, load_dual_encoder
-from vlserve.retrieval.manifest import IndexManifest, IndexModelMismatch, choose_coarse_dims
+from vlserve.retrieval.manifest import IndexManifest, choose_coarse_dims
 from vlserve.retrieval.query import Searcher
 from vlserve.retrieval.store import ImageTextIndex
 

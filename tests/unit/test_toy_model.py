@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlserve.evaluation import attribute_precision, class_embeddings, zero_shot_report
+from vlserve.evaluation.metrics import attribute_precision, class_embeddings, descriptor_report, zero_shot_report
 from vlserve.models import load_dual_encoder
 from vlserve.toyworld.dataset import labelled_set, sample
 from vlserve.toyworld.model import TOY_DIR
@@ -52,7 +52,7 @@ def test_text_to_image_precision_at_10(toy):
 def test_novel_classes_need_descriptions(toy):
     images, labels, classes = labelled_set("test", "novel", 360)
     img = toy.encode_images(images)
-    by_description = DescriptorHead.build(toy, novel_descriptors()).evaluate(img, labels, [128])
+    by_description = descriptor_report(DescriptorHead.build(toy, novel_descriptors()), img, labels, [128])
     name_only = zero_shot_report(img, TemplateHead.build(toy, classes, ["a photo of a {}."]).embeddings, labels,
                                  classes, [128])
     assert by_description["by_dim"]["128"]["top1"] >= 0.8

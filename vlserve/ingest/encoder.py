@@ -68,7 +68,7 @@ def decode(item: SourceItem, shard: int, pos: int, pre: Preprocessor) -> Decoded
     try:
         return Decoded(shard, pos, digest, pre(data))
     except InvalidInput as e:
-        return Decoded(shard, pos, digest, reason=e.message.removeprefix("image 0: "))
+        return Decoded(shard, pos, digest, reason=e.message)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from vlserve.ingest.shards import ShardPlan, ShardWriter
 
 if TYPE_CHECKING:
     from vlserve.models.base import DualEncoder
+    from vlserve.settings import Runtime
 
 log = logging.getLogger("vlserve.ingest")
 
@@ -56,10 +56,10 @@ def _decode_batch(batch: dict[str, np.ndarray], pre: Preprocessor, shape: tuple[
 class EncoderActor:
     """Ray actor: holds the model, embeds new rows' pixels and captions."""
 
-    def __init__(self, spec: str, runtime: dict[str, Any], fingerprint: str, captions: bool) -> None:
-        from vlserve.models import Runtime, load_dual_encoder
+    def __init__(self, spec: str, runtime: Runtime, fingerprint: str, captions: bool) -> None:
+        from vlserve.models import load_dual_encoder
 
-        self.encoder = load_dual_encoder(spec, Runtime(**runtime))
+        self.encoder = load_dual_encoder(spec, runtime)  # the driver's runtime, built from its settings
         if self.encoder.fingerprint != fingerprint:
             raise ModelUnavailable(f"Ray worker loaded {spec!r} with fingerprint {self.encoder.fingerprint}, "
                                    f"the driver has {fingerprint}: the workers see different weights")
@@ -122,10 +122,9 @@ def _run(ray: Any, plans: Sequence[ShardPlan], encoder: DualEncoder, writer: Sha
     ds = ds.map_batches(_decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
                         fn_kwargs={"pre": Preprocessor(encoder), "shape": (3, *encoder.image_size),
                                    "known": writer.index.meta.all_ids()})
-    runtime = asdict(encoder.runtime)
     ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors or 1), num_gpus=gpus, num_cpus=0 if gpus else 1,
-                        fn_constructor_kwargs={"spec": encoder.spec.raw, "runtime": runtime,
+                        fn_constructor_kwargs={"spec": encoder.spec.raw, "runtime": encoder.runtime,
                                                "fingerprint": encoder.fingerprint, "captions": captions})
     partial: dict[int, tuple[list[Decoded], dict[int, Encoded]]] = {}
     dim = encoder.embed_dim

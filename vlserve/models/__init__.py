@@ -1,4 +1,4 @@
-"""Model layer: one protocol per capability, one module per backend, one spec parser."""
+"""Model layer: the dual-encoder interface, one module per backend, one spec parser."""
 
 from __future__ import annotations
 

@@ -19,15 +19,15 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from vlserve.errors import InvalidInput
-from vlserve.models.images import DEFAULT_MAX_PIXELS, ImageInput, decode_images
+from vlserve.models.images import ImageInput, decode_images
 from vlserve.models.spec import ModelSpec
+from vlserve.settings import Runtime
 
 log = logging.getLogger("vlserve.models")
 Family = Literal["clip", "siglip", "align"]
@@ -38,26 +38,17 @@ RULES = {
 }
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how a model runs. ``device="auto"``: CUDA (fp16) when present, else CPU fp32."""
-
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16
-    max_batch: int = 32
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-
-    def resolve(self) -> tuple[torch.device, torch.dtype]:
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" \
-            else torch.device(self.device)
-        if self.precision == "auto":
-            dtype = torch.float16 if dev.type == "cuda" else torch.float32
-        else:
-            dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-            if self.precision not in dtypes:
-                raise InvalidInput(f"unknown precision {self.precision!r}; known: auto, {', '.join(dtypes)}")
-            dtype = dtypes[self.precision]
-        return dev, dtype
+def resolve_runtime(runtime: Runtime) -> tuple[torch.device, torch.dtype]:
+    """The torch device and dtype a :class:`~vlserve.settings.Runtime` stands for."""
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if runtime.device == "auto" \
+        else torch.device(runtime.device)
+    if runtime.precision == "auto":
+        return dev, torch.float16 if dev.type == "cuda" else torch.float32
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if runtime.precision not in dtypes:
+        raise InvalidInput(f"unknown precision {runtime.precision!r}; known: auto, {', '.join(dtypes)}",
+                           field="precision")
+    return dev, dtypes[runtime.precision]
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -80,10 +71,10 @@ class DualEncoder(ABC):
         self.spec = spec
         self.runtime = runtime
         self._weights_hash = weights_hash(model)
-        self.device, self.dtype = runtime.resolve()
+        self.device, self.dtype = resolve_runtime(runtime)
         self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
         if runtime.max_batch < 1:
-            raise InvalidInput(f"max_batch must be >= 1, got {runtime.max_batch}")
+            raise InvalidInput(f"max_batch must be >= 1, got {runtime.max_batch}", field="max_batch")
 
     # ---- backend hooks -------------------------------------------------------------------------
     @abstractmethod
@@ -150,7 +141,7 @@ class DualEncoder(ABC):
             raise InvalidInput("no texts given (empty list)")
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise InvalidInput(f"text {i}: expected a string, got {type(t).__name__}")
+                raise InvalidInput(f"expected a string, got {type(t).__name__}", item=i, field="text")
         out = []
         for start in range(0, len(texts), self.runtime.max_batch):
             chunk = texts[start:start + self.runtime.max_batch]

@@ -34,52 +34,60 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def decode_image(data: ImageInput, index: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Turn one input into an RGB PIL image, or raise :class:`InvalidInput` naming item ``index``."""
-    where = f"image {index}"
+    """Turn one input into an RGB PIL image, or raise :class:`InvalidInput` for item ``index``
+    (``field="image"``, ``item=index``)."""
+    try:
+        return _decode(data, max_pixels)
+    except InvalidInput as e:
+        e.field, e.item = "image", index
+        raise
+
+
+def _decode(data: ImageInput, max_pixels: int) -> Image.Image:
     if isinstance(data, Image.Image):
         if data.width * data.height > max_pixels:
-            raise InvalidInput(f"{where}: {data.width}x{data.height} exceeds the {max_pixels}-pixel limit")
+            raise InvalidInput(f"{data.width}x{data.height} exceeds the {max_pixels}-pixel limit")
         return _to_rgb(ImageOps.exif_transpose(data) or data)
     if isinstance(data, np.ndarray):
-        return _from_array(data, where, max_pixels)
+        return _from_array(data, max_pixels)
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
         if not raw:
-            raise InvalidInput(f"{where}: empty (0 bytes)")
+            raise InvalidInput("empty (0 bytes)")
         try:
             img = Image.open(io.BytesIO(raw))  # reads the header only
         except Image.DecompressionBombError as e:  # PIL's own hard limit, hit while reading the header
-            raise InvalidInput(f"{where}: declared size exceeds the pixel limit ({e}; refused before decoding)"
+            raise InvalidInput(f"declared size exceeds the pixel limit ({e}; refused before decoding)"
                                ) from None
         except UnidentifiedImageError:
-            raise InvalidInput(f"{where}: not a decodable image ({len(raw)} bytes, unknown format)") from None
+            raise InvalidInput(f"not a decodable image ({len(raw)} bytes, unknown format)") from None
         except (OSError, ValueError) as e:
-            raise InvalidInput(f"{where}: cannot read image header ({e})") from None
+            raise InvalidInput(f"cannot read image header ({e})") from None
         w, h = img.size
         if w * h > max_pixels:
-            raise InvalidInput(f"{where}: declared size {w}x{h} exceeds the {max_pixels}-pixel limit "
+            raise InvalidInput(f"declared size {w}x{h} exceeds the {max_pixels}-pixel limit "
                                "(refused before decoding)")
         try:
             img.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise InvalidInput(f"{where}: corrupt or truncated {img.format or 'image'} data ({e})") from None
+            raise InvalidInput(f"corrupt or truncated {img.format or 'image'} data ({e})") from None
         return _to_rgb(ImageOps.exif_transpose(img) or img)
-    raise InvalidInput(f"{where}: unsupported input type {type(data).__name__} "
+    raise InvalidInput(f"unsupported input type {type(data).__name__} "
                        "(expected encoded bytes, a PIL image or a uint8 numpy array)")
 
 
-def _from_array(arr: np.ndarray, where: str, max_pixels: int) -> Image.Image:
+def _from_array(arr: np.ndarray, max_pixels: int) -> Image.Image:
     if arr.dtype != np.uint8:
-        raise InvalidInput(f"{where}: numpy images must be uint8, got {arr.dtype}")
+        raise InvalidInput(f"numpy images must be uint8, got {arr.dtype}")
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise InvalidInput(f"{where}: expected an HxWxC array with C in (1, 3, 4), got shape {arr.shape}")
+        raise InvalidInput(f"expected an HxWxC array with C in (1, 3, 4), got shape {arr.shape}")
     h, w = arr.shape[:2]
     if h == 0 or w == 0:
-        raise InvalidInput(f"{where}: empty array of shape {arr.shape}")
+        raise InvalidInput(f"empty array of shape {arr.shape}")
     if h * w > max_pixels:
-        raise InvalidInput(f"{where}: {w}x{h} exceeds the {max_pixels}-pixel limit")
+        raise InvalidInput(f"{w}x{h} exceeds the {max_pixels}-pixel limit")
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
     return _to_rgb(Image.fromarray(np.ascontiguousarray(arr if mode != "L" else arr[..., 0]), mode))
 

@@ -2,27 +2,33 @@
 
 Forms::
 
-    toy                                         the embedded default (a local open_clip dir)
+    toy                                         the embedded default (an alias, see below)
     open_clip:ViT-B-32/laion2b_s34b_b79k        architecture / pretrained tag (open_clip's cache)
     open_clip:ViT-B-32?init=random              architecture with random weights (benchmarks)
     open_clip:local-dir:/path                   open_clip_config.json + weights in a folder
     open_clip:/path/ckpt.safetensors?arch=ViT-B-32   a checkpoint file and its architecture
     hf:openai/clip-vit-base-patch32             a Hugging Face hub id (CLIP, SigLIP or ALIGN)
     hf:/local/dir                               a transformers save_pretrained folder
+
+An alias names a local open_clip folder. Aliases are registered from above, never imported by this
+layer: :func:`register_alias` at run time, or an entry point in the ``vlserve.model_aliases`` group
+whose object is the folder (the toy world registers ``toy`` this way in ``pyproject.toml``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl
 
 from vlserve.errors import UnknownModelSpec
-from vlserve.toyworld.model import TOY_DIR
 
 SCHEMES = ("open_clip", "hf")
-ALIASES: dict[str, Path] = {"toy": TOY_DIR}
+ALIAS_GROUP = "vlserve.model_aliases"
+_ALIASES: dict[str, Path] = {}
+_loaded_entry_points = False
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SPEC_FORMS = (
     "toy",
@@ -33,6 +39,21 @@ SPEC_FORMS = (
     "hf:ORG/NAME                          e.g. hf:google/siglip-base-patch16-224",
     "hf:/path/to/save_pretrained_dir      CLIPModel, SiglipModel or AlignModel",
 )
+
+
+def register_alias(name: str, folder: str | Path) -> None:
+    """Let ``name`` stand for the open_clip local-dir ``folder``."""
+    _ALIASES[name] = Path(folder)
+
+
+def aliases() -> dict[str, Path]:
+    """Registered aliases, including those declared by installed packages' entry points."""
+    global _loaded_entry_points
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        for ep in entry_points(group=ALIAS_GROUP):
+            _ALIASES.setdefault(ep.name, Path(ep.load()))
+    return dict(_ALIASES)
 
 
 @dataclass(frozen=True)
@@ -47,7 +68,7 @@ class ModelSpec:
 
     @property
     def canonical(self) -> str:
-        if self.raw in ALIASES:
+        if self.raw in aliases():
             return self.raw
         if self.backend == "hf":
             return f"hf:{self.local_dir or self.hub_id}"
@@ -71,8 +92,8 @@ def _known_archs() -> list[str]:
 
 
 def _unknown(spec: str, why: str) -> UnknownModelSpec:
-    forms = "\n  ".join(SPEC_FORMS)
-    return UnknownModelSpec(f"model spec {spec!r}: {why}\nKnown forms:\n  {forms}")
+    forms = " | ".join(f.split("  ")[0].strip() for f in SPEC_FORMS)
+    return UnknownModelSpec(f"model spec {spec!r}: {why}. Known forms: {forms}", field="model")
 
 
 def parse_spec(spec: str) -> ModelSpec:
@@ -80,12 +101,13 @@ def parse_spec(spec: str) -> ModelSpec:
     spec = spec.strip()
     if not spec:
         raise _unknown(spec, "empty")
-    if spec in ALIASES:
-        return ModelSpec(raw=spec, backend="open_clip", local_dir=str(ALIASES[spec]))
+    known_aliases = aliases()
+    if spec in known_aliases:
+        return ModelSpec(raw=spec, backend="open_clip", local_dir=str(known_aliases[spec]))
     scheme, sep, body = spec.partition(":")
     if not sep or scheme not in SCHEMES:
         raise _unknown(spec, f"unknown scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}; "
-                             f"aliases: {', '.join(ALIASES)}")
+                             f"aliases: {', '.join(known_aliases) or '(none)'}")
     body, _, query = body.partition("?")
     try:
         opts = dict(parse_qsl(query, strict_parsing=True)) if query else {}

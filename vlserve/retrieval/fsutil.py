@@ -14,14 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vlserve.errors import VLServeError
-
-
-class IndexBusy(VLServeError):
-    """Another process is writing to this index (build, add or remove)."""
-
-    code = "index_busy"
-    http_status = 409
+from vlserve.errors import IndexBusy
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 import vlserve
-from vlserve.errors import InvalidInput, NotFound
+from vlserve.errors import IndexModelMismatch, InvalidInput, NotFound
 from vlserve.retrieval.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
@@ -26,12 +26,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class IndexModelMismatch(InvalidInput):
-    """A query embedded by another model (or of another dimension) than the index's."""
-
-    code = "model_mismatch"
 
 
 def now_iso() -> str:

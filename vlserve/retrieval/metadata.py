@@ -177,26 +177,22 @@ class MetadataStore:
         con.executemany("INSERT OR IGNORE INTO texts(id, item_id, text) VALUES (?, ?, ?)", rows)
         return [r[0] for r in rows]
 
-    def get(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
+    def _rows_for_ids(self, query: str, ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``query`` (whose ``{ids}`` is the id list) in chunks SQLite accepts as parameters."""
         for start in range(0, len(ids), 900):
             chunk = [int(i) for i in ids[start:start + 900]]
-            q = (f"SELECT id, source, caption, meta, content_hash FROM items "
-                 f"WHERE id IN ({','.join('?' * len(chunk))})")
-            for id_, source, caption, meta, digest in self.db.execute(q, chunk):
-                out[id_] = {"id": id_, "source": source, "caption": caption, "meta": json.loads(meta),
-                            "content_hash": digest}
-        return out
+            yield from self.db.execute(query.format(ids=",".join("?" * len(chunk))), chunk)
+
+    def get(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        rows = self._rows_for_ids("SELECT id, source, caption, meta, content_hash FROM items WHERE id IN ({ids})", ids)
+        return {id_: {"id": id_, "source": source, "caption": caption, "meta": json.loads(meta),
+                      "content_hash": digest} for id_, source, caption, meta, digest in rows}
 
     def get_texts(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(ids), 900):
-            chunk = [int(i) for i in ids[start:start + 900]]
-            q = (f"SELECT t.id, t.text, t.item_id, i.source FROM texts t JOIN items i ON i.id = t.item_id "
-                 f"WHERE t.id IN ({','.join('?' * len(chunk))})")
-            for id_, text, item_id, source in self.db.execute(q, chunk):
-                out[id_] = {"id": id_, "text": text, "item_id": item_id, "source": source}
-        return out
+        rows = self._rows_for_ids("SELECT t.id, t.text, t.item_id, i.source FROM texts t JOIN items i "
+                                  "ON i.id = t.item_id WHERE t.id IN ({ids})", ids)
+        return {id_: {"id": id_, "text": text, "item_id": item_id, "source": source}
+                for id_, text, item_id, source in rows}
 
     def select(self, filters: Sequence[tuple[str, str, Any]], texts: bool = False) -> np.ndarray:
         """Ids of items (or, with ``texts``, of the captions of items) matching every filter: columns
@@ -251,10 +247,6 @@ class MetadataStore:
     def unmerged_files(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.db.execute(
             "SELECT key, file FROM shards WHERE merged = 0 AND file IS NOT NULL ORDER BY done_at, seq")]
-
-    def all_shard_files(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.db.execute(
-            "SELECT key, file FROM shards WHERE file IS NOT NULL ORDER BY done_at, seq")]
 
     def mark_merged(self, keys: Sequence[str]) -> None:
         with self.transaction() as con:

@@ -15,7 +15,6 @@ is in the index; FAISS files are brought in line with it by ``merge`` and ``reco
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -194,7 +193,3 @@ class ImageTextIndex:
         if fixed["stale_vectors"] or fixed["orphans"]:
             self._save()
         return fixed
-
-    def drop(self) -> None:
-        self.close()
-        shutil.rmtree(self.folder)

@@ -1,8 +1,10 @@
 """Typed client for vlserve's Triton models, over HTTP or gRPC (sync and asyncio).
 
-Triton errors come back as vlserve errors (one mapping table): INVALID_ARG -> InvalidInput,
-NOT_FOUND -> NotFound, UNSUPPORTED -> Unsupported, an unreachable server -> ModelUnavailable.
-Transport code: imports numpy and tritonclient only, never torch.
+Requests are built from the tensor contract in :mod:`vlserve.api.tensors`. A vlserve error raised
+inside a Triton model comes back as the same type with its fields (:mod:`vlserve.errors` decodes
+it); Triton's own errors map from their code through the error table; an unreachable server is
+:class:`ModelUnavailable`. Any other exception (a bug here) propagates as itself.
+Transport code: imports numpy, tritonclient, :mod:`vlserve.api` and :mod:`vlserve.errors`, never torch.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
-from vlserve.errors import InvalidInput, ModelUnavailable, NotFound, Unsupported, VLServeError
+from vlserve.api.tensors import IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, ModelIO
+from vlserve.errors import TRITON_CODE_TYPES, InvalidInput, ModelUnavailable, VLServeError, from_transport_message
 
 Protocol = Literal["http", "grpc"]
 
@@ -33,18 +37,38 @@ class Classification:
         return self.rule.startswith("sigmoid")
 
 
-def map_error(exc: Exception) -> VLServeError:
-    """Turn a tritonclient exception into the vlserve error it stands for."""
-    status = str(getattr(exc, "status", lambda: "")() or "")
-    message = getattr(exc, "message", lambda: str(exc))() or str(exc)
-    text = f"{status} {message}".upper()
-    if "INVALID_ARG" in text or status in ("400",):
-        return InvalidInput(message)
-    if "NOT_FOUND" in text or status == "404":
-        return NotFound(message)
-    if "UNSUPPORTED" in text or "UNIMPLEMENTED" in text:
-        return Unsupported(message)
-    return ModelUnavailable(message)
+# How Triton reports each of its error codes: HTTP status, gRPC status.
+_TRITON_STATUSES = {
+    "INVALID_ARG": ("400", "StatusCode.INVALID_ARGUMENT"),
+    "NOT_FOUND": ("404", "StatusCode.NOT_FOUND"),
+    "UNSUPPORTED": ("501", "StatusCode.UNIMPLEMENTED"),
+    "UNAVAILABLE": ("503", "StatusCode.UNAVAILABLE"),
+    "INTERNAL": ("500", "StatusCode.INTERNAL"),
+}
+
+
+def map_error(exc: InferenceServerException) -> VLServeError:
+    """The vlserve error a tritonclient exception stands for."""
+    message = exc.message() or str(exc)
+    decoded = from_transport_message(message)
+    if decoded is not None:
+        return decoded
+    status = str(exc.status() or "")
+    for code, statuses in _TRITON_STATUSES.items():
+        if status in statuses:
+            return TRITON_CODE_TYPES[code](message)
+    if status == "StatusCode.DEADLINE_EXCEEDED":  # no answer in time
+        return ModelUnavailable(f"Triton did not answer: {message}")
+    return VLServeError(message)
+
+
+def _call_failed(exc: BaseException) -> VLServeError | None:
+    """The vlserve error for a failed call, or None when ``exc`` is not a transport failure."""
+    if isinstance(exc, InferenceServerException):
+        return map_error(exc)
+    if isinstance(exc, OSError | TimeoutError):  # refused, reset, unreachable, timed out
+        return ModelUnavailable(f"cannot reach Triton: {exc}")
+    return None
 
 
 def _module(protocol: Protocol, aio: bool) -> Any:
@@ -59,74 +83,74 @@ def _module(protocol: Protocol, aio: bool) -> Any:
         else:
             import tritonclient.grpc as mod
     else:
-        raise InvalidInput(f"protocol must be http or grpc, got {protocol!r}")
+        raise InvalidInput(f"protocol must be http or grpc, got {protocol!r}", field="protocol")
     return mod
 
 
-def _bytes_input(mod: Any, name: str, values: Sequence[bytes | str], row: bool = False) -> Any:
-    arr = np.array([v.encode() if isinstance(v, str) else v for v in values], dtype=np.object_)
-    arr = arr.reshape(1, -1) if row else arr.reshape(-1, 1)
-    tensor = mod.InferInput(name, list(arr.shape), "BYTES")
+def _tensor(mod: Any, io: ModelIO, name: str, arr: np.ndarray) -> Any:
+    """An ``InferInput`` for ``io``'s input ``name``, typed as the contract says."""
+    spec = io.input(name)
+    if spec.dtype == "BYTES":
+        arr = np.array([v.encode() if isinstance(v, str) else v for v in arr.reshape(-1)],
+                       dtype=np.object_).reshape(arr.shape)
+    else:
+        arr = np.asarray(arr, dtype=spec.numpy_dtype)
+    tensor = mod.InferInput(spec.name, list(arr.shape), spec.dtype)
     tensor.set_data_from_numpy(arr)
     return tensor
 
 
-def _scalar_input(mod: Any, name: str, value: Any, dtype: Any, triton_type: str, rows: int) -> Any:
-    arr = np.full((rows, 1), value, dtype=dtype)
-    tensor = mod.InferInput(name, list(arr.shape), triton_type)
-    tensor.set_data_from_numpy(arr)
-    return tensor
+def _column(values: Sequence[Any]) -> np.ndarray:
+    """One value per row: shape [N, 1]."""
+    arr = np.empty((len(values), 1), dtype=np.object_)
+    arr[:, 0] = list(values)
+    return arr
 
 
 class _Requests:
     """Builds inputs and reads outputs; shared by the sync and async clients."""
 
-    def __init__(self, mod: Any, prefix: str) -> None:
-        self.mod, self.prefix = mod, prefix
+    def __init__(self, mod: Any) -> None:
+        self.mod = mod
 
-    def images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None) -> list[Any]:
+    def images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None,
+               io: ModelIO = IMAGE_ENCODER) -> list[Any]:
         if not images:
-            raise InvalidInput("no images given (empty list)")
+            raise InvalidInput("no images given (empty list)", field="images")
         if all(isinstance(i, bytes | bytearray) for i in images):
-            inputs = [_bytes_input(self.mod, "IMAGE", [bytes(i) for i in images])]
+            inputs = [_tensor(self.mod, io, "IMAGE", _column([bytes(i) for i in images]))]
         elif all(isinstance(i, np.ndarray) for i in images):
-            arr = np.stack(images).astype(np.uint8)
-            t = self.mod.InferInput("IMAGE_RAW", list(arr.shape), "UINT8")
-            t.set_data_from_numpy(arr)
-            inputs = [t]
+            inputs = [_tensor(self.mod, io, "IMAGE_RAW", np.stack(images).astype(np.uint8))]
         else:
-            raise InvalidInput("images must be all encoded bytes or all uint8 HxWx3 arrays (same size)")
+            raise InvalidInput("images must be all encoded bytes or all uint8 HxWx3 arrays (same size)",
+                               field="images")
         if dimensions is not None:
-            inputs.append(_scalar_input(self.mod, "DIMENSIONS", dimensions, np.int32, "INT32", len(images)))
+            inputs.append(_tensor(self.mod, io, "DIMENSIONS", np.full((len(images), 1), dimensions)))
         return inputs
 
     def texts(self, texts: Sequence[str], dimensions: int | None) -> list[Any]:
         if not texts:
-            raise InvalidInput("no texts given (empty list)")
-        inputs = [_bytes_input(self.mod, "TEXT", list(texts))]
+            raise InvalidInput("no texts given (empty list)", field="texts")
+        inputs = [_tensor(self.mod, TEXT_ENCODER, "TEXT", _column(list(texts)))]
         if dimensions is not None:
-            inputs.append(_scalar_input(self.mod, "DIMENSIONS", dimensions, np.int32, "INT32", len(texts)))
+            inputs.append(_tensor(self.mod, TEXT_ENCODER, "DIMENSIONS", np.full((len(texts), 1), dimensions)))
         return inputs
 
     def classify(self, image: bytes | np.ndarray, labels: Sequence[str] | None, templates: Sequence[str] | None,
                  descriptors: dict[str, list[str]] | None, head: str | None, top_k: int, multi_label: bool | None,
                  abstain_threshold: float | None, dimensions: int | None) -> list[Any]:
-        inputs = self.images([image], None)
-        if labels:
-            inputs.append(_bytes_input(self.mod, "LABELS", list(labels), row=True))
-        if templates:
-            inputs.append(_bytes_input(self.mod, "TEMPLATES", list(templates), row=True))
-        if descriptors is not None:
-            inputs.append(_bytes_input(self.mod, "DESCRIPTORS", [json.dumps(descriptors)]))
-        if head:
-            inputs.append(_bytes_input(self.mod, "HEAD", [head]))
-        inputs.append(_scalar_input(self.mod, "TOP_K", top_k, np.int32, "INT32", 1))
-        if multi_label is not None:
-            inputs.append(_scalar_input(self.mod, "MULTI_LABEL", multi_label, bool, "BOOL", 1))
-        if abstain_threshold is not None:
-            inputs.append(_scalar_input(self.mod, "ABSTAIN_THRESHOLD", abstain_threshold, np.float32, "FP32", 1))
-        if dimensions is not None:
-            inputs.append(_scalar_input(self.mod, "DIMENSIONS", dimensions, np.int32, "INT32", 1))
+        io = ZERO_SHOT_CLASSIFIER
+        inputs = self.images([image], None, io)
+        rows: dict[str, Any] = {"LABELS": list(labels or []) or None, "TEMPLATES": list(templates or []) or None}
+        for name, values in rows.items():
+            if values is not None:
+                inputs.append(_tensor(self.mod, io, name, np.array(values, dtype=np.object_).reshape(1, -1)))
+        scalars = {"DESCRIPTORS": None if descriptors is None else json.dumps(descriptors), "HEAD": head or None,
+                   "TOP_K": top_k, "MULTI_LABEL": multi_label, "ABSTAIN_THRESHOLD": abstain_threshold,
+                   "DIMENSIONS": dimensions}
+        for name, value in scalars.items():
+            if value is not None:
+                inputs.append(_tensor(self.mod, io, name, _column([value])))
         return inputs
 
     @staticmethod
@@ -146,14 +170,17 @@ class VLServeClient:
         self.mod = _module(protocol, aio=False)
         kwargs = {"network_timeout": timeout_s, "connection_timeout": timeout_s} if protocol == "http" else {}
         self._client = self.mod.InferenceServerClient(url, **kwargs)
-        self._req = _Requests(self.mod, prefix)
+        self._req = _Requests(self.mod)
         self.prefix = prefix
 
     def _infer(self, model: str, inputs: list[Any]) -> Any:
         try:
             return self._client.infer(self.prefix + model, inputs)
         except Exception as e:
-            raise map_error(e) from None
+            failed = _call_failed(e)
+            if failed is None:
+                raise
+            raise failed from None
 
     def ready(self) -> bool:
         try:
@@ -162,10 +189,10 @@ class VLServeClient:
             return False
 
     def embed_images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None = None) -> np.ndarray:
-        return self._infer("image_encoder", self._req.images(images, dimensions)).as_numpy("EMBEDDING")
+        return self._infer(IMAGE_ENCODER.name, self._req.images(images, dimensions)).as_numpy("EMBEDDING")
 
     def embed_texts(self, texts: Sequence[str], dimensions: int | None = None) -> np.ndarray:
-        return self._infer("text_encoder", self._req.texts(texts, dimensions)).as_numpy("EMBEDDING")
+        return self._infer(TEXT_ENCODER.name, self._req.texts(texts, dimensions)).as_numpy("EMBEDDING")
 
     def classify(self, image: bytes | np.ndarray, labels: Sequence[str] | None = None,
                  templates: Sequence[str] | None = None, descriptors: dict[str, list[str]] | None = None,
@@ -173,7 +200,7 @@ class VLServeClient:
                  abstain_threshold: float | None = None, dimensions: int | None = None) -> Classification:
         inputs = self._req.classify(image, labels, templates, descriptors, head, top_k, multi_label,
                                     abstain_threshold, dimensions)
-        return self._req.classification(self._infer("zero_shot_classifier", inputs))
+        return self._req.classification(self._infer(ZERO_SHOT_CLASSIFIER.name, inputs))
 
     def close(self) -> None:
         self._client.close()
@@ -185,20 +212,23 @@ class AsyncVLServeClient:
     def __init__(self, url: str, protocol: Protocol = "http", prefix: str = "") -> None:
         self.mod = _module(protocol, aio=True)
         self._client = self.mod.InferenceServerClient(url)
-        self._req = _Requests(_module(protocol, aio=False), prefix)
+        self._req = _Requests(_module(protocol, aio=False))
         self.prefix = prefix
 
     async def _infer(self, model: str, inputs: list[Any]) -> Any:
         try:
             return await self._client.infer(self.prefix + model, inputs)
         except Exception as e:
-            raise map_error(e) from None
+            failed = _call_failed(e)
+            if failed is None:
+                raise
+            raise failed from None
 
     async def embed_images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None = None) -> np.ndarray:
-        return (await self._infer("image_encoder", self._req.images(images, dimensions))).as_numpy("EMBEDDING")
+        return (await self._infer(IMAGE_ENCODER.name, self._req.images(images, dimensions))).as_numpy("EMBEDDING")
 
     async def embed_texts(self, texts: Sequence[str], dimensions: int | None = None) -> np.ndarray:
-        return (await self._infer("text_encoder", self._req.texts(texts, dimensions))).as_numpy("EMBEDDING")
+        return (await self._infer(TEXT_ENCODER.name, self._req.texts(texts, dimensions))).as_numpy("EMBEDDING")
 
     async def classify(self, image: bytes | np.ndarray, labels: Sequence[str] | None = None,
                        templates: Sequence[str] | None = None, descriptors: dict[str, list[str]] | None = None,
@@ -206,7 +236,7 @@ class AsyncVLServeClient:
                        abstain_threshold: float | None = None, dimensions: int | None = None) -> Classification:
         inputs = self._req.classify(image, labels, templates, descriptors, head, top_k, multi_label,
                                     abstain_threshold, dimensions)
-        return self._req.classification(await self._infer("zero_shot_classifier", inputs))
+        return self._req.classification(await self._infer(ZERO_SHOT_CLASSIFIER.name, inputs))
 
     async def close(self) -> None:
         await self._client.close()

@@ -83,19 +83,6 @@ def find_tritonserver(cache_dir: Path) -> TritonInstall:
     return found
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports the OS reports free right now (for tests and benchmarks)."""
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind((host, 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @dataclass
 class Ports:
     http: int = 8000

@@ -2,21 +2,24 @@
 
 Each ``model.py`` stays an adapter: read tensors, call the engine, write tensors. This module holds
 what they share: building the engine from the model config's ``parameters``, reading optional
-inputs, and the one mapping from vlserve errors to ``pb_utils.TritonError`` codes, so a bad
-request gets its own error response and never fails its batch neighbours.
+inputs, and turning a vlserve error into a ``pb_utils.TritonError`` by the error table
+(:mod:`vlserve.errors`), so a bad request gets its own error response and never fails its batch
+neighbours.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
-from vlserve.errors import InvalidInput, ModelUnavailable, NotFound, Unsupported, VLServeError
+from vlserve.errors import InvalidInput, ModelUnavailable, VLServeError, mapping_of, to_transport_message
 
 log = logging.getLogger("vlserve.serving")
+T = TypeVar("T")
 
 
 def parameters(args: dict[str, str]) -> dict[str, str]:
@@ -26,38 +29,63 @@ def parameters(args: dict[str, str]) -> dict[str, str]:
 
 
 def load_engine(args: dict[str, str]) -> Any:
-    """The dual encoder named by the ``MODEL_SPEC`` parameter, on this instance's device."""
-    from vlserve.models import Runtime, load_dual_encoder
+    """The dual encoder named by the ``MODEL_SPEC`` parameter, on this instance's device.
+
+    The runtime is the one :class:`~vlserve.settings.Settings` builds (``VLSERVE_PRECISION``,
+    ``VLSERVE_MAX_BATCH``, ``VLSERVE_MAX_IMAGE_PIXELS``...), with the config's ``DEVICE``,
+    ``PRECISION``, ``MAX_BATCH`` and ``MAX_IMAGE_PIXELS`` parameters taking precedence. The
+    device ``auto`` is the instance Triton placed (``KIND_AUTO``: a GPU when present).
+    """
+    from vlserve.models import load_dual_encoder
+    from vlserve.settings import Settings
 
     params = parameters(args)
     if "MODEL_SPEC" not in params:
         raise ModelUnavailable("model config has no MODEL_SPEC parameter")
-    device = params.get("DEVICE", "auto")
+    settings = Settings()
+    device = params.get("DEVICE") or settings.device
     if device == "auto":
         kind = args.get("model_instance_kind", "CPU")
         device = f"cuda:{args.get('model_instance_device_id', '0')}" if kind == "GPU" else "cpu"
-    runtime = Runtime(device=device, precision=params.get("PRECISION", "auto"),
-                      max_batch=int(params.get("MAX_BATCH", "32")))
+    runtime = settings.runtime(device=device, precision=params.get("PRECISION"),
+                               max_batch=_int_param(params, "MAX_BATCH"),
+                               max_image_pixels=_int_param(params, "MAX_IMAGE_PIXELS"))
     engine = load_dual_encoder(params["MODEL_SPEC"], runtime)
     log.info("loaded %s (%s) on %s", params["MODEL_SPEC"], engine.fingerprint, engine.device)
     return engine
 
 
+def _int_param(params: dict[str, str], key: str) -> int | None:
+    if key not in params:
+        return None
+    try:
+        return int(params[key])
+    except ValueError:
+        raise ModelUnavailable(f"model config parameter {key} must be an integer, got {params[key]!r}") from None
+
+
 def triton_error(pb_utils: Any, exc: BaseException) -> Any:
-    """One mapping table from vlserve errors to Triton error codes; internals never leak."""
+    """The ``TritonError`` for ``exc``, by the error table; an unexpected exception is logged here and
+    answered as a bare internal error, so internals never reach a client."""
     codes = pb_utils.TritonError
-    if isinstance(exc, NotFound):
-        return codes(exc.message, codes.NOT_FOUND)
-    if isinstance(exc, Unsupported):
-        return codes(exc.message, codes.UNSUPPORTED)
-    if isinstance(exc, InvalidInput):
-        return codes(exc.message, codes.INVALID_ARG)
-    if isinstance(exc, ModelUnavailable):
-        return codes(exc.message, codes.UNAVAILABLE)
     if isinstance(exc, VLServeError):
-        return codes(exc.message, codes.INTERNAL)
+        return codes(to_transport_message(exc), getattr(codes, mapping_of(exc).triton_code))
     log.exception("internal error", exc_info=exc)
-    return codes("internal error", codes.INTERNAL)
+    return codes(to_transport_message(VLServeError("internal error")), codes.INTERNAL)
+
+
+def parse_each(pb_utils: Any, requests: list[Any], parse: Callable[[Any], T]
+               ) -> tuple[list[Any], list[tuple[int, T]]]:
+    """``parse`` every request of a batch; one it refuses gets its own error response, so a bad
+    request never fails its neighbours. Returns (responses, [(request index, parsed)])."""
+    responses: list[Any] = [None] * len(requests)
+    parsed = []
+    for i, request in enumerate(requests):
+        try:
+            parsed.append((i, parse(request)))
+        except Exception as e:
+            responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
+    return responses, parsed
 
 
 def optional(pb_utils: Any, request: Any, name: str) -> np.ndarray | None:

@@ -1,9 +1,10 @@
 """Write Triton model repositories: one folder per model, ``config.pbtxt`` + ``1/model.py``.
 
 Each ``model.py`` is one import of its adapter from :mod:`vlserve.serving.backend_models`, so the
-adapter code lives once, in the installed package; the model spec string lives in each config's
-``parameters`` (``MODEL_SPEC``). Instances use ``KIND_AUTO``: Triton places them on a GPU when one
-is present, on the CPU otherwise, and the adapter picks the matching torch device (fp16 on CUDA).
+adapter code lives once, in the installed package; the inputs and outputs come from
+:mod:`vlserve.api.tensors`; the model spec string lives in each config's ``parameters``
+(``MODEL_SPEC``). Instances use ``KIND_AUTO``: Triton places them on a GPU when one is present, on
+the CPU otherwise, and the adapter picks the matching torch device (fp16 on CUDA).
 """
 
 from __future__ import annotations
@@ -11,36 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlserve.api.tensors import TRITON_MODELS
 from vlserve.errors import InvalidInput
 from vlserve.models.spec import parse_spec
 
-MODELS = ("image_encoder", "text_encoder", "zero_shot_classifier")
-
-_IMAGE_INPUTS = """  { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] optional: true },
-  { name: "IMAGE_RAW" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] optional: true },"""
-_IO = {
-    "image_encoder": (_IMAGE_INPUTS + """
-  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }""",
-                      """  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] }"""),
-    "text_encoder": ("""  { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }""",
-                     """  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] }"""),
-    "zero_shot_classifier": (_IMAGE_INPUTS + """
-  { name: "LABELS" data_type: TYPE_STRING dims: [ -1 ] optional: true },
-  { name: "TEMPLATES" data_type: TYPE_STRING dims: [ -1 ] optional: true },
-  { name: "DESCRIPTORS" data_type: TYPE_STRING dims: [ 1 ] optional: true },
-  { name: "HEAD" data_type: TYPE_STRING dims: [ 1 ] optional: true },
-  { name: "TOP_K" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "DIMENSIONS" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "MULTI_LABEL" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
-  { name: "ABSTAIN_THRESHOLD" data_type: TYPE_FP32 dims: [ 1 ] optional: true }""",
-                             """  { name: "LABEL" data_type: TYPE_STRING dims: [ -1 ] },
-  { name: "SCORE" data_type: TYPE_FP32 dims: [ -1 ] },
-  { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] },
-  { name: "RULE" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "EXPLANATION" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "ABSTAINED" data_type: TYPE_BOOL dims: [ 1 ] }"""),
-}
+MODELS = tuple(TRITON_MODELS)
 
 
 @dataclass
@@ -53,7 +29,9 @@ class RepoOptions:
 
 
 def config_pbtxt(name: str, kind: str, spec: str, opts: RepoOptions) -> str:
-    inputs, outputs = _IO[kind]
+    io = TRITON_MODELS[kind]
+    inputs = ",\n".join(t.pbtxt() for t in io.inputs)
+    outputs = ",\n".join(t.pbtxt() for t in io.outputs)
     params = {"MODEL_SPEC": spec, **opts.parameters}
     param_text = "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
                            for k, v in params.items())

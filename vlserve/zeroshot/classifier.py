@@ -147,7 +147,7 @@ class ZeroShotClassifier:
                 item: dict[str, Any] = {"label": head.classes[j], "score": round(float(probs[i, j]), 6),
                                         "cosine": round(float(cos[i, j]), 6), "logit": round(float(logits[i, j]), 4)}
                 if isinstance(head, DescriptorHead):
-                    item["explanation"] = head.explain(image_emb[i], int(j))
+                    item["explanation"] = head.explain(image_emb[i], int(j), dimensions)
                 labels.append(item)
             abstained = abstain_threshold is not None and float(probs[i, order[0]]) < abstain_threshold
             out.append(Prediction(labels, rule, multi, abstained))

@@ -115,18 +115,16 @@ class DescriptorHead:
         np.add.at(sums.T, self.owners, sims.T)
         return (sums / np.bincount(self.owners, minlength=len(self.classes))).astype(np.float32)
 
-    def explain(self, image_emb: np.ndarray, class_index: int) -> list[dict[str, Any]]:
-        """The class's descriptors sorted by their cosine to the image (highest first)."""
+    def explain(self, image_emb: np.ndarray, class_index: int, dimensions: int | None = None
+                ) -> list[dict[str, Any]]:
+        """The class's descriptors sorted by their cosine to the image (highest first), at the same
+        Matryoshka ``dimensions`` as the class score."""
         rows = np.nonzero(self.owners == class_index)[0]
-        sims = (np.asarray(image_emb, np.float32).reshape(1, -1) @ self.embeddings[rows].T)[0]
+        image = truncate(np.asarray(image_emb, np.float32).reshape(1, -1), dimensions)
+        sims = (image @ truncate(self.embeddings[rows], dimensions).T)[0]
         descs = self.descriptors[self.classes[class_index]]
         order = np.argsort(-sims)
         return [{"descriptor": descs[i], "similarity": round(float(sims[i]), 4)} for i in order]
-
-    def evaluate(self, image_emb: np.ndarray, labels: Sequence[str], dims: Sequence[int]) -> dict[str, Any]:
-        from vlserve.evaluation import accuracy_report
-
-        return accuracy_report([self.cosines(image_emb, d) for d in dims], labels, self.classes, dims)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "classes": self.classes, "descriptors": self.descriptors,

@@ -1,7 +1,6 @@
 """Triton python-backend model: images (encoded bytes or raw uint8 HWC) -> L2-normalised embeddings.
 
-Inputs: IMAGE (BYTES [1]) or IMAGE_RAW (UINT8 [-1, -1, 3]); optional DIMENSIONS (INT32 [1],
-Matryoshka truncation, re-normalised). Output: EMBEDDING (FP32 [-1]).
+Tensors: ``vlserve.api.tensors.IMAGE_ENCODER``.
 Images of all requests in a dynamic batch are decoded one by one (a bad one fails only its own
 request) and encoded in one forward pass.
 """
@@ -10,25 +9,21 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from vlserve.matryoshka import check_dimensions
-from vlserve.serving.python_backend import embedding_responses, image_inputs, load_engine, optional_scalar, triton_error
+from vlserve.serving.python_backend import embedding_responses, image_inputs, load_engine, optional_scalar, parse_each
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.engine = load_engine(args)
 
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        pixels, owners = [], []  # owners: (request index, number of images, dimensions)
-        for i, request in enumerate(requests):
-            try:
-                images = image_inputs(pb_utils, request)
-                dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-                check_dimensions(dims, self.engine.embed_dim)
-                batch = self.engine.preprocess(images)
-                pixels.append(batch)
-                owners.append((i, len(images), dims))
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        return embedding_responses(pb_utils, lambda: self.engine.encode_pixels(torch.cat(pixels)), owners, responses)
+    def parse(self, request):
+        """One request -> (preprocessed pixels, Matryoshka dimensions)."""
+        dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
+        check_dimensions(dims, self.engine.embed_dim)
+        return self.engine.preprocess(image_inputs(pb_utils, request)), dims
 
+    def execute(self, requests):
+        responses, parsed = parse_each(pb_utils, requests, self.parse)
+        owners = [(i, len(pixels), dims) for i, (pixels, dims) in parsed]
+        return embedding_responses(pb_utils, lambda: self.engine.encode_pixels(torch.cat([p for _, (p, _) in parsed])),
+                                   owners, responses)

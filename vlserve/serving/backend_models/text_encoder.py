@@ -1,6 +1,6 @@
 """Triton python-backend model: texts -> L2-normalised embeddings.
 
-Input: TEXT (BYTES [1]); optional DIMENSIONS (INT32 [1]). Output: EMBEDDING (FP32 [-1]).
+Tensors: ``vlserve.api.tensors.TEXT_ENCODER``.
 Over-long texts are truncated to the model's context, as the reference tokenizer does.
 """
 
@@ -8,29 +8,28 @@ import triton_python_backend_utils as pb_utils
 
 from vlserve.errors import InvalidInput
 from vlserve.matryoshka import check_dimensions
-from vlserve.serving.python_backend import embedding_responses, load_engine, optional, optional_scalar, triton_error
+from vlserve.serving.python_backend import embedding_responses, load_engine, optional, optional_scalar, parse_each
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.engine = load_engine(args)
 
+    def parse(self, request):
+        """One request -> (its texts, Matryoshka dimensions)."""
+        arr = optional(pb_utils, request, "TEXT")
+        if arr is None:
+            raise InvalidInput("missing TEXT input", field="TEXT")
+        try:
+            texts = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
+        except UnicodeDecodeError:
+            raise InvalidInput("TEXT must be UTF-8", field="TEXT") from None
+        dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
+        check_dimensions(dims, self.engine.embed_dim)
+        return texts, dims
+
     def execute(self, requests):
-        responses = [None] * len(requests)
-        texts, owners = [], []  # owners: (request index, number of texts, dimensions)
-        for i, request in enumerate(requests):
-            try:
-                arr = optional(pb_utils, request, "TEXT")
-                if arr is None:
-                    raise InvalidInput("missing TEXT input")
-                try:
-                    batch = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
-                except UnicodeDecodeError:
-                    raise InvalidInput("TEXT must be UTF-8") from None
-                dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-                check_dimensions(dims, self.engine.embed_dim)
-                owners.append((i, len(batch), dims))
-                texts.extend(batch)
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        return embedding_responses(pb_utils, lambda: self.engine.encode_texts(texts), owners, responses)
+        responses, parsed = parse_each(pb_utils, requests, self.parse)
+        owners = [(i, len(texts), dims) for i, (texts, dims) in parsed]
+        return embedding_responses(pb_utils, lambda: self.engine.encode_texts([t for _, (ts, _) in parsed for t in ts]),
+                                   owners, responses)

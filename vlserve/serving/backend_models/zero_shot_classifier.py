@@ -1,11 +1,6 @@
 """Triton python-backend model: zero-shot classification, returning the image embedding too.
 
-Inputs: IMAGE (BYTES [1]) or IMAGE_RAW (UINT8 [-1, -1, 3]); the label set as one of LABELS
-(BYTES [-1], with optional TEMPLATES BYTES [-1]), DESCRIPTORS (BYTES [1], JSON
-``{class: [descriptor, ...]}``) or HEAD (BYTES [1], a registered head's name); optional TOP_K,
-DIMENSIONS (INT32 [1]), MULTI_LABEL (BOOL [1]), ABSTAIN_THRESHOLD (FP32 [1]).
-Outputs: LABEL (BYTES [-1]) and SCORE (FP32 [-1]) for the top k, EMBEDDING (FP32 [-1]), RULE,
-EXPLANATION (JSON, descriptor contributions) and ABSTAINED.
+Tensors: ``vlserve.api.tensors.ZERO_SHOT_CLASSIFIER``.
 
 The image is encoded once, by this model's engine, and its embedding is returned beside the
 scores: a client that needs both makes one request. Label embeddings come from the text cache.
@@ -16,7 +11,6 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vlserve.serving.classifier_service import ClassifierService
 from vlserve.serving.python_backend import (
     as_batch,
     bytes_array,
@@ -25,33 +19,34 @@ from vlserve.serving.python_backend import (
     optional,
     optional_scalar,
     parameters,
+    parse_each,
     strings,
     triton_error,
 )
+from vlserve.zeroshot.service import ClassifierService
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.service = ClassifierService(load_engine(args), parameters(args))
 
+    def parse(self, request):
+        """One request -> (images, head, options)."""
+        head = self.service.head_for(
+            labels=strings(optional(pb_utils, request, "LABELS")),
+            templates=strings(optional(pb_utils, request, "TEMPLATES")),
+            descriptors=optional_scalar(pb_utils, request, "DESCRIPTORS", str),
+            name=optional_scalar(pb_utils, request, "HEAD", str))
+        options = dict(top_k=optional_scalar(pb_utils, request, "TOP_K", int) or 5,
+                       multi_label=optional_scalar(pb_utils, request, "MULTI_LABEL", bool),
+                       abstain_threshold=optional_scalar(pb_utils, request, "ABSTAIN_THRESHOLD", float),
+                       dimensions=optional_scalar(pb_utils, request, "DIMENSIONS", int))
+        return image_inputs(pb_utils, request), head, options
+
     def execute(self, requests):
-        responses = [None] * len(requests)
-        parsed = []
-        for i, request in enumerate(requests):
-            try:
-                head = self.service.head_for(
-                    labels=strings(optional(pb_utils, request, "LABELS")),
-                    templates=strings(optional(pb_utils, request, "TEMPLATES")),
-                    descriptors=optional_scalar(pb_utils, request, "DESCRIPTORS", str),
-                    name=optional_scalar(pb_utils, request, "HEAD", str))
-                options = dict(top_k=optional_scalar(pb_utils, request, "TOP_K", int) or 5,
-                               multi_label=optional_scalar(pb_utils, request, "MULTI_LABEL", bool),
-                               abstain_threshold=optional_scalar(pb_utils, request, "ABSTAIN_THRESHOLD", float),
-                               dimensions=optional_scalar(pb_utils, request, "DIMENSIONS", int))
-                parsed.append((i, image_inputs(pb_utils, request), head, options))
-            except Exception as e:  # one request's failure is its own response
-                responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, e))
-        for i, result in self.service.classify_batch(parsed):
+        responses, parsed = parse_each(pb_utils, requests, self.parse)
+        batch = [(i, images, head, options) for i, (images, head, options) in parsed]
+        for i, result in self.service.classify_batch(batch):
             if isinstance(result, BaseException):
                 responses[i] = pb_utils.InferenceResponse(error=triton_error(pb_utils, result))
                 continue

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from vlserve.errors import InvalidInput
+from vlserve.cli import common
+from vlserve.errors import InvalidInput, ModelUnavailable
 
 repo_app = typer.Typer(no_args_is_help=True, help="Triton model repositories.")
 
@@ -47,11 +48,10 @@ def serve(
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for readiness")] = 300.0,
 ) -> None:
     """Start tritonserver on a model repository, wait until ready, run until Ctrl-C / SIGTERM."""
-    from vlserve.cli import _settings
     from vlserve.serving.launcher import Ports, TritonServer
     from vlserve.serving.repository import build_repository
 
-    settings = _settings()
+    settings = common.settings()
     if repository is not None and model is not None:
         raise InvalidInput("give --repository or --model, not both")
     if repository is None:
@@ -75,7 +75,7 @@ def serve(
         sys.stdout.flush()
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
-        raise InvalidInput(f"tritonserver exited with code {server.process.returncode if server.process else '?'}; "
+        raise ModelUnavailable(f"tritonserver exited with code {server.process.returncode if server.process else '?'}; "
                            f"log tail:\n{server.log_tail()}")
     except KeyboardInterrupt:
         typer.echo(json.dumps({"status": "stopping"}))

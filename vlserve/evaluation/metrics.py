@@ -9,6 +9,7 @@ import numpy as np
 
 from vlserve.matryoshka import truncate
 from vlserve.models.base import DualEncoder
+from vlserve.zeroshot.heads import DescriptorHead, TemplateHead
 
 Progress = Callable[[int], None]
 
@@ -25,8 +26,6 @@ def embed_images(model: DualEncoder, images: Sequence[Any], batch: int = 64,
 
 def class_embeddings(model: DualEncoder, classes: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """Class embeddings by the template-ensemble rule of :class:`~vlserve.zeroshot.heads.TemplateHead`."""
-    from vlserve.zeroshot.heads import TemplateHead
-
     return TemplateHead.build(model, classes, templates).embeddings
 
 
@@ -35,6 +34,12 @@ def zero_shot_report(image_emb: np.ndarray, class_emb: np.ndarray, labels: Seque
     """Accuracy of nearest-class-embedding prediction at each Matryoshka dim."""
     scores = [truncate(image_emb, d) @ truncate(class_emb, d).T for d in dims]
     return accuracy_report(scores, labels, classes, dims)
+
+
+def descriptor_report(head: DescriptorHead, image_emb: np.ndarray, labels: Sequence[str], dims: Sequence[int]
+                      ) -> dict[str, Any]:
+    """Accuracy of classification by description (mean descriptor cosine) at each Matryoshka dim."""
+    return accuracy_report([head.cosines(image_emb, d) for d in dims], labels, head.classes, dims)
 
 
 def accuracy_report(scores_by_dim: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str],

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vlserve.errors import InvalidInput, NotFound, VLServeError
+from vlserve.cli.common import check_files, naming_files, print_json, runtime, settings
+from vlserve.errors import InvalidInput, NotFound
 
 index_app = typer.Typer(no_args_is_help=True,
                         help="FAISS indexes bound to their model: build, add, info, search, remove.")
@@ -31,26 +31,8 @@ RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Ray cl
 RayCpusOpt = Annotated[int | None, typer.Option("--ray-num-cpus", help="CPUs of a local Ray instance")]
 
 
-def _out(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=None, separators=(",", ":")) + "\n")
-
-
 def _root(index_dir: Path | None) -> Path:
-    from vlserve.settings import Settings
-
-    return index_dir if index_dir is not None else Settings().index_dir
-
-
-def _runtime(batch_size: int | None = None) -> Any:
-    from vlserve.settings import Settings
-
-    s = Settings()
-    rt = s.runtime()
-    if batch_size is not None:
-        from dataclasses import replace
-
-        rt = replace(rt, max_batch=batch_size)
-    return rt
+    return index_dir if index_dir is not None else settings().index_dir
 
 
 def _build(name: str, sources: list[str], model: str | None, **kw: Any) -> None:
@@ -58,7 +40,7 @@ def _build(name: str, sources: list[str], model: str | None, **kw: Any) -> None:
 
     index_dir = kw.pop("index_dir")
     opts = BuildOptions(**kw)
-    _out(build(_root(index_dir), name, sources, opts, model=model, runtime=_runtime(opts.batch_size)))
+    print_json(build(_root(index_dir), name, sources, opts, model=model, runtime=runtime(max_batch=opts.batch_size)))
 
 
 @index_app.command("build")
@@ -100,8 +82,9 @@ def add_cmd(
     captions: CaptionsOpt = True,
     image_col: ImageColOpt = None,
     caption_col: CaptionColOpt = None,
-    progress: ProgressOpt = False,
     ray_address: RayAddressOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr (default: off, "
+                                                                             "unlike build)")] = False,
     index_dir: IndexDirOpt = None,
 ) -> None:
     """Add images to an existing index (with its own model); duplicates are skipped."""
@@ -125,7 +108,7 @@ def info_cmd(name: Annotated[str, typer.Argument()], index_dir: IndexDirOpt = No
         shards = idx.meta.db.execute("SELECT COUNT(*), COALESCE(SUM(merged), 0) FROM shards").fetchone()
         files = {p.name: p.stat().st_size for p in sorted(idx.folder.iterdir()) if p.is_file()
                  and not p.name.startswith(".")}
-        _out({**idx.manifest.model_dump(), "folder": str(idx.folder), "items": idx.meta.count(),
+        print_json({**idx.manifest.model_dump(), "folder": str(idx.folder), "items": idx.meta.count(),
               "captions": idx.meta.text_count(), "unreadable": idx.meta.unreadable_count(),
               "shards": {"done": shards[0], "merged": shards[1]}, "files": files,
               "deleted_pending_compaction": idx.images.dead})
@@ -145,7 +128,7 @@ def list_cmd(index_dir: IndexDirOpt = None) -> None:
             m = IndexManifest.load(p)
             out.append({"name": m.name, "model": m.model_spec, "count": m.count, "dim": m.dim,
                         "coarse_dims": m.coarse_dims, "factory": m.factory})
-    _out({"index_dir": str(root), "indexes": out})
+    print_json({"index_dir": str(root), "indexes": out})
 
 
 def _parse_embedding(value: str) -> Any:
@@ -187,16 +170,14 @@ def search_cmd(
     if len(kinds) != 1:
         raise InvalidInput("give exactly one kind of query: --text, --image, --embedding or --like-id")
     check_window(k, offset)
-    for p in image or []:
-        if not p.is_file():
-            raise NotFound(f"image file not found: {p}")
+    check_files(image or [])
     idx = ImageTextIndex.open(_root(index_dir), name)
     try:
         encoder = None
         if text or image:
             from vlserve.models import load_dual_encoder
 
-            encoder = load_dual_encoder(model or idx.manifest.model_spec, _runtime())
+            encoder = load_dual_encoder(model or idx.manifest.model_spec, runtime())
         searcher = Searcher(idx, encoder)
         kw: dict[str, Any] = {"k": k, "offset": offset, "dimensions": dimensions, "where": where,
                               "target": target, "shortlist": shortlist}
@@ -207,10 +188,8 @@ def search_cmd(
             queries = [str(p) for p in image]
             pages = []
             for p in image:
-                try:
+                with naming_files([p]):
                     pages += searcher.by_image([p.read_bytes()], **kw)
-                except VLServeError as e:
-                    raise type(e)(f"{p}: {e.message.removeprefix('image 0: ')}") from None
         elif like_id:
             queries = [f"id:{i}" for i in like_id]
             pages = searcher.by_id(like_id, **kw)
@@ -219,7 +198,7 @@ def search_cmd(
             vectors = _parse_embedding(embedding)
             pages = searcher.by_embedding(vectors, fingerprint=fingerprint, **kw)
             queries = [f"embedding {i}" for i in range(len(pages))]
-        _out({"index": name, "model": idx.manifest.model_spec, "target": target, "count": idx.manifest.count,
+        print_json({"index": name, "model": idx.manifest.model_spec, "target": target, "count": idx.manifest.count,
               "results": [{"query": q, **page.to_dict()} for q, page in zip(queries, pages, strict=True)]})
     finally:
         idx.close()
@@ -249,6 +228,6 @@ def remove_cmd(
             if where:
                 targets.update(idx.meta.select(parse_filters(where)).tolist())
             n = idx.remove(sorted(targets))
-        _out({"index": name, "removed": n, "count": idx.manifest.count, "text_count": idx.manifest.text_count})
+        print_json({"index": name, "removed": n, "count": idx.manifest.count, "text_count": idx.manifest.text_count})
     finally:
         idx.close()

@@ -31,8 +31,7 @@ class CaptionedImages:
     names: list[str]
     captions: list[str]
     caption_image: list[int]  # caption i describes image caption_image[i]
-    specs: list[Any] | None = None  # toy world: the meaning of each scene, for attribute queries
-    scenes: list[Any] | None = None
+    scenes: list[Any] | None = None  # toy world: each image's scene, for attribute queries
 
 
 def _parse_toy(source: str) -> tuple[str, str, str]:

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
+from vlserve.cli.common import load_model
 from vlserve.errors import InvalidInput
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model: zero-shot accuracy, retrieval recall.")
@@ -34,10 +35,11 @@ def parse_dims(value: str | None, full: int) -> list[int]:
     try:
         dims = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
-        raise InvalidInput(f"--dimensions: expected a comma list of integers or 'all', got {value!r}") from None
+        raise InvalidInput(f"--dimensions: expected a comma list of integers or 'all', got {value!r}",
+                           field="dimensions") from None
     bad = [d for d in dims if not 1 <= d <= full]
     if bad or not dims:
-        raise InvalidInput(f"--dimensions: each value must be in 1..{full}, got {value!r}")
+        raise InvalidInput(f"--dimensions: each value must be in 1..{full}, got {value!r}", field="dimensions")
     return dims
 
 
@@ -53,11 +55,22 @@ def _emit(report: dict[str, Any], out: Path | None) -> None:
     typer.echo(text)
 
 
-def _images_with_progress(model: Any, images: list[Any], desc: str) -> np.ndarray:
-    from vlserve.evaluation import embed_images
+def _embedded(kind: str, data: str, n: int, model: str | None, dimensions: str | None) -> tuple[Any, ...]:
+    """Load the data source (``labelled`` or ``captioned``) and the model, parse --dimensions and
+    embed the images with a progress bar: (data set, model, dims, start time, image embeddings)."""
+    from vlserve.evaluation.data import load_captioned, load_labelled
+    from vlserve.evaluation.metrics import embed_images
 
-    with tqdm(total=len(images), desc=desc, unit="img", file=None) as bar:
-        return embed_images(model, images, progress=bar.update)
+    ds = (load_labelled if kind == "labelled" else load_captioned)(data, n)
+    enc = load_model(model)
+    dims = parse_dims(dimensions, enc.embed_dim)
+    t0 = time.time()
+    with tqdm(total=len(ds.images), desc="images", unit="img", file=None) as bar:
+        return ds, enc, dims, t0, embed_images(enc, ds.images, progress=bar.update)
+
+
+def _about(enc: Any, data: str) -> dict[str, str]:
+    return {"model": enc.spec.raw, "fingerprint": enc.fingerprint, "data": data}
 
 
 @eval_app.command("zeroshot")
@@ -74,16 +87,10 @@ def zeroshot(
     out: OutOpt = None,
 ) -> None:
     """Zero-shot top-1/top-5 accuracy of a label set, optionally at several Matryoshka dims."""
-    from vlserve.cli import _load
-    from vlserve.eval_data import load_labelled
-    from vlserve.evaluation import class_embeddings, zero_shot_report
+    from vlserve.evaluation.metrics import class_embeddings, descriptor_report, zero_shot_report
     from vlserve.zeroshot.templates import resolve_templates
 
-    ds = load_labelled(data, n)
-    enc = _load(model)
-    dims = parse_dims(dimensions, enc.embed_dim)
-    t0 = time.time()
-    img = _images_with_progress(enc, ds.images, "images")
+    ds, enc, dims, t0, img = _embedded("labelled", data, n, model, dimensions)
     if descriptors is not None:
         from vlserve.zeroshot.descriptors import load_descriptor_file
         from vlserve.zeroshot.heads import DescriptorHead
@@ -92,14 +99,13 @@ def zeroshot(
         missing = sorted(set(ds.classes) - set(head.classes))
         if missing:
             raise InvalidInput(f"{descriptors}: no descriptors for class(es) {', '.join(missing)}")
-        report = head.evaluate(img, ds.labels, dims)
+        report = descriptor_report(head, img, ds.labels, dims)
         method: dict[str, Any] = {"method": "descriptors", "descriptors": str(descriptors)}
     else:
         tmpl = resolve_templates(templates, ds.templates)
         report = zero_shot_report(img, class_embeddings(enc, ds.classes, tmpl), ds.labels, ds.classes, dims)
         method = {"method": "templates", "templates": tmpl if len(tmpl) <= 10 else f"{len(tmpl)} templates"}
-    _emit({"task": "zeroshot", "model": enc.spec.raw, "fingerprint": enc.fingerprint, "data": data, **method,
-           "seconds": round(time.time() - t0, 2), **report}, out)
+    _emit({"task": "zeroshot", **_about(enc, data), **method, "seconds": round(time.time() - t0, 2), **report}, out)
 
 
 @eval_app.command("retrieval")
@@ -111,15 +117,9 @@ def retrieval(
     out: OutOpt = None,
 ) -> None:
     """Text->image and image->text recall@1/5/10 (toy world: also attribute precision@10)."""
-    from vlserve.cli import _load
-    from vlserve.eval_data import load_captioned
-    from vlserve.evaluation import attribute_precision, retrieval_report
+    from vlserve.evaluation.metrics import attribute_precision, retrieval_report
 
-    ds = load_captioned(data, n)
-    enc = _load(model)
-    dims = parse_dims(dimensions, enc.embed_dim)
-    t0 = time.time()
-    img = _images_with_progress(enc, ds.images, "images")
+    ds, enc, dims, t0, img = _embedded("captioned", data, n, model, dimensions)
     txt = enc.encode_texts(ds.captions)
     report = retrieval_report(img, txt, ds.caption_image, dims)
     if ds.scenes is not None:
@@ -129,5 +129,4 @@ def retrieval(
         hits = np.array([[spec.satisfied_by(s.objects) for s in ds.scenes] for spec in specs])
         report["attribute_queries"] = {"n": len(queries), "examples": queries[:3],
                                        "precision@10": attribute_precision(img, enc.encode_texts(queries), hits, dims)}
-    _emit({"task": "retrieval", "model": enc.spec.raw, "fingerprint": enc.fingerprint, "data": data,
-           "seconds": round(time.time() - t0, 2), **report}, out)
+    _emit({"task": "retrieval", **_about(enc, data), "seconds": round(time.time() - t0, 2), **report}, out)

@@ -1,0 +1,36 @@
+"""Servers started by tests (and benchmarks): free TCP ports, a tritonserver for the length of a block."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vlserve.serving.launcher import Ports, TritonServer
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports the OS reports free right now."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind((host, 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextmanager
+def running_triton(repo: Path, cache_dir: Path, env: dict[str, str] | None = None,
+                   ready_timeout: float = 240) -> Iterator[TritonServer]:
+    """tritonserver on ``repo`` (free ports), ready inside the block, stopped after it; ``env`` is
+    added to its environment (and so to its models' stubs)."""
+    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=cache_dir)
+    server.install.env.update(env or {})
+    server.start()
+    try:
+        server.wait_ready(ready_timeout)
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""The Triton models' inputs and outputs, as data: the one place the tensor contract is written.
+
+:mod:`vlserve.serving.repository` writes each ``config.pbtxt`` from :data:`TRITON_MODELS`, the
+typed client builds its requests from it, and docs/serving.md's tensor table is
+:func:`markdown_table` (a test checks). Dims exclude the batch dimension (``max_batch_size`` > 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Triton wire type -> (config.pbtxt data_type, numpy dtype)
+DTYPES: dict[str, tuple[str, type]] = {
+    "BYTES": ("TYPE_STRING", np.object_),
+    "UINT8": ("TYPE_UINT8", np.uint8),
+    "INT32": ("TYPE_INT32", np.int32),
+    "FP32": ("TYPE_FP32", np.float32),
+    "BOOL": ("TYPE_BOOL", np.bool_),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # a key of DTYPES
+    dims: tuple[int, ...]
+    optional: bool = False
+    doc: str = ""
+
+    @property
+    def config_type(self) -> str:
+        return DTYPES[self.dtype][0]
+
+    @property
+    def numpy_dtype(self) -> type:
+        return DTYPES[self.dtype][1]
+
+    def pbtxt(self) -> str:
+        dims = ", ".join(str(d) for d in self.dims)
+        optional = " optional: true" if self.optional else ""
+        return f'  {{ name: "{self.name}" data_type: {self.config_type} dims: [ {dims} ]{optional} }}'
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """One Triton model's tensor contract."""
+
+    name: str
+    doc: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        return _named(self.inputs, name, f"{self.name} input")
+
+    def output(self, name: str) -> TensorSpec:
+        return _named(self.outputs, name, f"{self.name} output")
+
+
+def _named(specs: tuple[TensorSpec, ...], name: str, what: str) -> TensorSpec:
+    for s in specs:
+        if s.name == name:
+            return s
+    raise KeyError(f"no {what} named {name!r}; known: {', '.join(s.name for s in specs)}")
+
+
+IMAGE = TensorSpec("IMAGE", "BYTES", (1,), optional=True, doc="one encoded image (JPEG, PNG, WebP...)")
+IMAGE_RAW = TensorSpec("IMAGE_RAW", "UINT8", (-1, -1, 3), optional=True, doc="one decoded RGB image, HxWx3")
+DIMENSIONS = TensorSpec("DIMENSIONS", "INT32", (1,), optional=True,
+                        doc="Matryoshka truncation (re-normalised); default: full")
+EMBEDDING = TensorSpec("EMBEDDING", "FP32", (-1,), doc="L2-normalised embedding")
+
+IMAGE_ENCODER = ModelIO(
+    "image_encoder", "images -> embeddings (give IMAGE or IMAGE_RAW)",
+    (IMAGE, IMAGE_RAW, DIMENSIONS), (EMBEDDING,))
+TEXT_ENCODER = ModelIO(
+    "text_encoder", "texts -> embeddings (over-long texts are truncated to the model's context)",
+    (TensorSpec("TEXT", "BYTES", (1,), doc="one UTF-8 text"), DIMENSIONS), (EMBEDDING,))
+ZERO_SHOT_CLASSIFIER = ModelIO(
+    "zero_shot_classifier", "one image -> top-k labels and its embedding (give one of LABELS, DESCRIPTORS, HEAD)",
+    (IMAGE, IMAGE_RAW,
+     TensorSpec("LABELS", "BYTES", (-1,), optional=True, doc="the label set"),
+     TensorSpec("TEMPLATES", "BYTES", (-1,), optional=True, doc="prompt templates with {} (with LABELS)"),
+     TensorSpec("DESCRIPTORS", "BYTES", (1,), optional=True, doc='JSON {class: [descriptor, ...]}'),
+     TensorSpec("HEAD", "BYTES", (1,), optional=True, doc="a registered head's name"),
+     TensorSpec("TOP_K", "INT32", (1,), optional=True, doc="labels returned (default 5)"),
+     DIMENSIONS,
+     TensorSpec("MULTI_LABEL", "BOOL", (1,), optional=True, doc="independent sigmoids (SigLIP only)"),
+     TensorSpec("ABSTAIN_THRESHOLD", "FP32", (1,), optional=True, doc="flag a top score below this")),
+    (TensorSpec("LABEL", "BYTES", (-1,), doc="top-k labels, best first"),
+     TensorSpec("SCORE", "FP32", (-1,), doc="their scores"),
+     EMBEDDING,
+     TensorSpec("RULE", "BYTES", (1,), doc="the scoring rule applied"),
+     TensorSpec("EXPLANATION", "BYTES", (1,), doc="JSON {label: [{descriptor, similarity}, ...]}"),
+     TensorSpec("ABSTAINED", "BOOL", (1,), doc="top score below ABSTAIN_THRESHOLD")))
+
+TRITON_MODELS: dict[str, ModelIO] = {m.name: m for m in (IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER)}
+
+
+def markdown_table() -> str:
+    """The tensor table of docs/serving.md, one row per tensor."""
+    rows = ["| model | tensor | in/out | type | dims | optional | meaning |", "|---|---|---|---|---|---|---|"]
+    for m in TRITON_MODELS.values():
+        for direction, specs in (("in", m.inputs), ("out", m.outputs)):
+            for s in specs:
+                dims = "[" + ", ".join(str(d) for d in s.dims) + "]"
+                rows.append(f"| `{m.name}` | `{s.name}` | {direction} | {s.dtype} | {dims} | "
+                            f"{'yes' if s.optional else ''} | {s.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Evaluation: data sources (:mod:`.data`) and metrics (:mod:`.metrics`), arrays in, reports out."""
