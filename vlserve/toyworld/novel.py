@@ -7,18 +7,10 @@ no information, so only descriptors ("which has red color", "which is a star") c
 from __future__ import annotations
 
 NOVEL_CLASSES: dict[str, tuple[str, str]] = {
-    "blicket": ("red", "star"),
-    "dax": ("blue", "circle"),
-    "wug": ("green", "triangle"),
-    "toma": ("yellow", "square"),
-    "fep": ("purple", "cross"),
-    "zorb": ("orange", "diamond"),
-    "kiki": ("blue", "star"),
-    "bouba": ("red", "circle"),
-    "gazzer": ("yellow", "triangle"),
-    "tufa": ("green", "square"),
-    "modi": ("orange", "cross"),
-    "jebble": ("purple", "diamond"),
+    "blicket": ("red", "star"), "dax": ("blue", "circle"), "wug": ("green", "triangle"),
+    "toma": ("yellow", "square"), "fep": ("purple", "cross"), "zorb": ("orange", "diamond"),
+    "kiki": ("blue", "star"), "bouba": ("red", "circle"), "gazzer": ("yellow", "triangle"),
+    "tufa": ("green", "square"), "modi": ("orange", "cross"), "jebble": ("purple", "diamond"),
 }
 RESERVED_NAMES = frozenset(NOVEL_CLASSES)
 
