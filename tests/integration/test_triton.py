@@ -70,7 +70,7 @@ def test_embeddings_equal_in_process_engine(client, engine, images):
     texts = ["a red star", "a photo of a blue circle", "word " * 200]
     t_got, t_want = client.embed_texts(texts), engine.encode_texts(texts)
     assert (np.sum(t_got * t_want, 1) >= 0.99999).all()
-    raw = np.stack([single_object("test", i).image for i in range(3)])
+    raw = np.stack([single_object("test", i, world="v1").image for i in range(3)])
     r_got = client.embed_images(list(raw))
     assert (np.sum(r_got * engine.encode_images(list(raw)), 1) >= 0.99999).all()
 
