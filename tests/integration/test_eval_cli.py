@@ -10,10 +10,7 @@ import sys
 
 import pytest
 
-from vlserve.toyworld.model import TOY_DIR
-
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not (TOY_DIR / "open_clip_model.safetensors").is_file(), reason="toy weights missing")]
+pytestmark = pytest.mark.integration
 
 
 def run(*args: str, cache=None) -> subprocess.CompletedProcess:
@@ -91,9 +88,17 @@ def test_embed_runs_on_the_embedded_default_with_no_model_given():
     (("eval", "zeroshot", "--model", "toy", "--data", "/no/such/dir"), "not a folder, a CSV"),
     (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/weather"), "unknown toy-world task"),
     (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/shape", "--dimensions", "0,300"), "--dimensions"),
-    (("classify", "x.jpg", "--model", "toy", "--labels", "a,a"), "image file not found"),
+    (("classify", "x.jpg", "--model", "toy", "--labels", "a,b"), "image file not found"),
     (("toyworld", "export", "--split", "nope", "--out", "/tmp/x"), "unknown split"),
 ])
 def test_bad_cli_input(args, message):
     r = run(*args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_duplicate_labels_are_refused_by_name(gallery):
+    """A real image, so the command gets past reading it and reaches the label check."""
+    img = sorted((gallery / "novel").glob("*.jpg"))[0]
+    r = run("classify", str(img), "--model", "toy", "--labels", "star,circle,star")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "duplicate labels: 'star'" in r.stderr and "image file not found" not in r.stderr
