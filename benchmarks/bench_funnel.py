@@ -84,14 +84,13 @@ def toy_data(n: int, nq: int, views: int, seed: int = 0) -> tuple[np.ndarray, np
 
     def embed(first: int, count: int, per: int, total: int) -> np.ndarray:
         out = np.empty((total, model.embed_dim), np.float32)
-        done = 0
+        done, pending = 0, []
         for s in range(first, first + count):
             base = sample("test", s).scene.image
-            batch = [augment(base, rng) for _ in range(min(per, total - done))]
-            if not batch:
-                break
-            out[done:done + len(batch)] = model.encode_images(batch)
-            done += len(batch)
+            pending += [augment(base, rng) for _ in range(min(per, total - done - len(pending)))]
+            if pending and (len(pending) >= 256 or s == first + count - 1):
+                out[done:done + len(pending)] = model.encode_images(pending)
+                done, pending = done + len(pending), []
         return out[:done]
 
     t = time.perf_counter()
