@@ -51,23 +51,19 @@ def one_model(spec: str, precisions: list[str], images: list[np.ndarray], texts:
         out[f"cosine_to_fp32_{p}"] = {"image_min": float(ci.min()), "image_mean": float(ci.mean()),
                                       "text_min": float(ct.min()), "text_mean": float(ct.mean())}
 
-    def image_rate(e: Any) -> float:
-        chunk = pixels[:batch]
+    def rate(encode: Any, items: Any) -> float:
         t = time.perf_counter()
         n = 0
         while n < 2 * batch or time.perf_counter() - t < 2.0:
-            e.encode_pixels(chunk)
-            n += len(chunk)
+            encode(items[:batch])
+            n += len(items[:batch])
         return n / (time.perf_counter() - t)
 
+    def image_rate(e: Any) -> float:
+        return rate(e.encode_pixels, pixels)
+
     def text_rate(e: Any) -> float:
-        chunk = texts[:batch]
-        t = time.perf_counter()
-        n = 0
-        while n < 2 * batch or time.perf_counter() - t < 2.0:
-            e.encode_texts(chunk)
-            n += len(chunk)
-        return n / (time.perf_counter() - t)
+        return rate(e.encode_texts, texts)
 
     for tower, rate in (("image", image_rate), ("text", text_rate)):
         per_round = paired_rounds({p: (lambda e=e, rate=rate: rate(e)) for p, e in engines.items()}, rounds)
