@@ -1,17 +1,50 @@
-"""Shared bits for benchmark scripts: machine/version facts and writing results JSON."""
+"""Shared bits for benchmark scripts: machine/version facts, interleaved paired rounds, and writing
+results JSON (command, date, machine, versions, git commit, raw per-round numbers).
+
+On a shared machine only interleaved rounds give a ratio that holds: after a warm-up of every arm,
+each round runs every arm once (the order alternates round by round, so drift hits both alike), and
+a ratio is reported as the median and [min, max] of its per-round values."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+TRITONSERVER_VERSION: dict[str, str] = {}  # filled by a benchmark that started one (server metadata)
 
 
 def environment() -> dict[str, Any]:
@@ -29,15 +62,59 @@ def environment() -> dict[str, Any]:
         threads = torch.get_num_threads()
     except ImportError:
         gpu, threads = None, None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "gpu": gpu, "versions": versions}
+    versions["tritonserver"] = TRITONSERVER_VERSION.get("version")
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(), "torch_threads": threads, "gpu": gpu,
+            "loadavg_1m": round(os.getloadavg()[0], 2), "versions": versions}
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, Any]:
+    """Median and [min, max] of per-round values, with the raw values."""
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits), "rounds": [round(v, digits + 1) for v in values]}
+
+
+def paired_rounds(arms: dict[str, Callable[[], float]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Run every arm ``warmup`` times, then ``rounds`` interleaved rounds (A, B, ... then ..., B, A);
+    each arm returns its measurement (a rate or a time). Returns arm -> per-round values."""
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    for _ in range(warmup):
+        for fn in arms.values():
+            fn()
+    out: dict[str, list[float]] = {name: [] for name in arms}
+    order = list(arms)
+    for r in range(rounds):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            out[name].append(arms[name]())
+            print(f"round {r + 1}/{rounds} {name}: {out[name][-1]:.4g}", flush=True)
+    return out
+
+
+def ratios(per_round: dict[str, list[float]], num: str, den: str) -> dict[str, Any]:
+    """The per-round ratio num/den as median [min, max]."""
+    return spread([a / b for a, b in zip(per_round[num], per_round[den], strict=True)])
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     doc = {"benchmark": name, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": environment(), **payload}
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": git_commit(),
+           "machine": environment(), "conditions": os.environ.get("BENCH_NOTE"), **payload}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2))
     return out
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports the OS reports free right now."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind((host, 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

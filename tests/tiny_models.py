@@ -80,23 +80,58 @@ def save_hf_clip(dir_: Path, seed: int = 0) -> Path:
     return dir_
 
 
+# words for the tiny SentencePiece model: with capitalised lines ending in punctuation and non-ASCII
+# letters in the corpus, the tokenizer's lower-casing and punctuation stripping have something to do
+_SP_WORDS = ["a", "photo", "of", "the", "red", "blue", "green", "yellow", "star", "circle", "square", "triangle",
+             "cross", "diamond", "cat", "dog", "car", "small", "big", "left", "right", "above", "below", "next",
+             "to", "with", "and", "on", "in", "café", "naïve", "über", "straße", "zoë"]
+SIGLIP_CONTEXT = 64  # the original SigLIP text length
+
+
+def write_siglip_tokenizer(dir_: Path) -> Any:
+    """A real SigLIP tokenizer: a tiny SentencePiece unigram model trained offline on a few hundred
+    generated lines, wrapped in transformers' ``SiglipTokenizer`` (pad = EOS = ``</s>``)."""
+    import random
+
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    dir_.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(_SP_WORDS) for _ in range(rng.randint(3, 12))) for _ in range(400)]
+    lines += [line.capitalize() + rng.choice([".", "!", "?", ",", ";"]) for line in lines[:100]]
+    corpus = dir_ / "sp_corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    prefix = dir_ / "spiece"
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(prefix), vocab_size=120,
+                                   hard_vocab_limit=False, pad_id=-1, eos_id=1, unk_id=0, bos_id=-1,
+                                   eos_piece="</s>", unk_piece="<unk>", byte_fallback=False,
+                                   minloglevel=2, num_threads=1)
+    corpus.unlink()
+    (dir_ / "spiece.vocab").unlink()
+    tok = SiglipTokenizer(vocab_file=str(prefix) + ".model", model_max_length=SIGLIP_CONTEXT)
+    tok.save_pretrained(dir_)
+    return tok
+
+
 def save_hf_siglip(dir_: Path, seed: int = 0) -> Path:
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
 
     torch.manual_seed(seed)
+    tok = write_siglip_tokenizer(dir_)
     cfg = SiglipConfig(
         text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 16, "vocab_size": 49408,
-                     "pad_token_id": 49407, "eos_token_id": 49407, "bos_token_id": 49406},
+                     "num_attention_heads": 2, "max_position_embeddings": SIGLIP_CONTEXT,
+                     "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
+                     "bos_token_id": None},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
     model = SiglipModel(cfg)
     with torch.no_grad():
         model.logit_bias.fill_(-2.0)
     model.save_pretrained(dir_)
-    # SigLIP's sentencepiece tokenizer is not available offline: a CLIP BPE stands in for it
-    write_clip_tokenizer(dir_, model_max_length=16)
-    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(dir_)
+    SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+                    tokenizer=tok).save_pretrained(dir_)
     return dir_
 
 

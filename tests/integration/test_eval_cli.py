@@ -11,10 +11,8 @@ import sys
 import pytest
 
 from vlserve.errors import InvalidInput, NotFound, mapping_of
-from vlserve.toyworld.model import TOY_DIR
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not (TOY_DIR / "open_clip_model.safetensors").is_file(), reason="toy weights missing")]
+pytestmark = pytest.mark.integration
 
 
 def run(*args: str, cache=None) -> subprocess.CompletedProcess:
@@ -96,9 +94,17 @@ def test_embed_runs_on_the_embedded_default_with_no_model_given():
      InvalidInput),
     (("eval", "zeroshot", "--model", "toy", "--data", "toyworld:test/shape", "--dimensions", "0,300"),
      "--dimensions", InvalidInput),
-    (("classify", "x.jpg", "--model", "toy", "--labels", "a,a"), "image file not found", NotFound),
+    (("classify", "x.jpg", "--model", "toy", "--labels", "a,b"), "image file not found", NotFound),
     (("toyworld", "export", "--split", "nope", "--out", "/tmp/x"), "unknown split", InvalidInput),
 ])
 def test_bad_cli_input(args, message, error):
     r = run(*args)
     assert r.returncode == mapping_of(error).exit_code and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_duplicate_labels_are_refused_by_name(gallery):
+    """A real image, so the command gets past reading it and reaches the label check."""
+    img = sorted((gallery / "novel").glob("*.jpg"))[0]
+    r = run("classify", str(img), "--model", "toy", "--labels", "star,circle,star")
+    assert r.returncode == mapping_of(InvalidInput).exit_code and "Traceback" not in r.stderr
+    assert "duplicate labels: 'star'" in r.stderr and "image file not found" not in r.stderr

@@ -3,12 +3,14 @@ kill -9 crash test for resumable builds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,23 +150,85 @@ def test_kill_9_mid_build_then_rerun_gives_every_readable_image_once(tiny_dirs, 
     assert again["added"] == 0 and again["count"] == 79
 
 
+def _feed_fifos(src: Path, images: dict[str, bytes], stop_after: int, paused: threading.Event) -> threading.Thread:
+    """Each image is a FIFO that this thread fills in the reader's (sorted) order; it stops after
+    ``stop_after`` images, so the build is throttled and can provably not finish."""
+    for name in images:
+        (src / name).unlink(missing_ok=True)
+        os.mkfifo(src / name)
+
+    def feed() -> None:
+        for k, (name, data) in enumerate(sorted(images.items())):
+            if k == stop_after:
+                paused.set()
+                return
+            try:
+                fd = os.open(src / name, os.O_WRONLY)  # blocks until the reader opens it
+            except OSError:
+                return
+            try:
+                os.write(fd, data)
+            except BrokenPipeError:
+                return
+            finally:
+                os.close(fd)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return t
+
+
+def _committed_items(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    try:
+        with sqlite3.connect(db_path, timeout=1) as db:
+            return int(db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_or_duplicates(tiny_dirs, tmp_path):
+    """Three builds, each throttled (its images arrive one by one through FIFOs and stop at a random
+    point), killed with SIGKILL at a random moment after its first shard committed: every kill lands
+    mid-build (0 < committed < N), and the final rerun has every image exactly once."""
     spec = spec_for("open_clip_clip", tiny_dirs["open_clip_clip"])
     src = tmp_path / "src"
-    write_images(src, 120)
+    images = {p.name: p.read_bytes() for p in write_images(src, 120)}
     cmd = [*VLSERVE, "index", "build", str(src), "--model", spec, "--name", "g", "--index-dir", str(tmp_path / "idx"),
            "--shard-size", "7", "--batch-size", "4", "--workers", "1", "--no-progress"]
+    db_path = tmp_path / "idx" / "g" / "meta.sqlite"
     rng = np.random.default_rng(0)
-    for delay in rng.uniform(2.5, 6.0, size=3):
-        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    at_kill = []
+    for stop_after in sorted(rng.integers(30, 110, size=3)):
+        already = _committed_items(db_path)
+        paused = threading.Event()
+        feeder = _feed_fifos(src, images, int(stop_after), paused)
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
-        time.sleep(delay)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and _committed_items(db_path) <= already:
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(rng.uniform(0, 0.5))  # a random moment: reading, encoding, writing or waiting
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        at_kill.append(_committed_items(db_path))
+        feeder.join(timeout=0)
+        for name in images:  # unblock a feeder still waiting on a FIFO nobody will read
+            with contextlib.suppress(OSError):
+                os.close(os.open(src / name, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(timeout=10)
+        assert not feeder.is_alive()
+        assert already < at_kill[-1] < len(images) and at_kill[-1] <= stop_after, (already, at_kill, stop_after)
+    for name, data in images.items():
+        (src / name).unlink()
+        (src / name).write_bytes(data)
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout)["count"] == 120
     ids, faiss_ids = _index_state(tmp_path / "idx" / "g")
     assert sorted(ids) == sorted(set(faiss_ids.tolist())) and len(faiss_ids) == len(ids) == 120
+

@@ -123,12 +123,33 @@ def test_corrupt_image_fails_alone_among_concurrent_requests(server, protocol, i
         finally:
             client.close()
 
+    before = _image_encoder_stats(server)
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(call, batch))
+    after = _image_encoder_stats(server)
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) == 1 and isinstance(results[3], InvalidInput)
     assert str(results[3]).startswith("image 0: ")  # the engine's message, naming the item
     assert all(isinstance(r, np.ndarray) and r.shape == (1, 128) for i, r in enumerate(results) if i != 3)
+    # Triton's own statistics: the 8 requests ran in fewer model executions than requests, so the bad
+    # image shared a dynamic batch with good ones (a python-backend error response still counts as a
+    # completed request in Triton's statistics)
+    requests = sum(after[k] - before[k] for k in ("success", "fail"))
+    executions = after["executions"] - before["executions"]
+    assert requests == 8 and 1 <= executions < 8, (before, after)
+
+
+def _image_encoder_stats(server) -> dict[str, int]:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        stats = client.get_inference_statistics("image_encoder")["model_stats"][0]
+    finally:
+        client.close()
+    inference = stats["inference_stats"]
+    return {"success": int(inference["success"]["count"]), "fail": int(inference["fail"]["count"]),
+            "executions": int(stats["execution_count"])}
 
 
 def test_error_codes_are_triton_invalid_arg(server, images):

@@ -14,8 +14,6 @@ from vlserve.toyworld.novel import novel_descriptors
 from vlserve.toyworld.queries import attribute_queries
 from vlserve.zeroshot.heads import DescriptorHead, TemplateHead
 
-pytestmark = pytest.mark.skipif(not (TOY_DIR / "open_clip_model.safetensors").is_file(), reason="toy weights missing")
-
 
 @pytest.fixture(scope="module")
 def toy():

@@ -1,9 +1,14 @@
 """transformers backend: ``CLIPModel``, ``SiglipModel`` and ``AlignModel``, chosen from the config.
 
 transformers 5: ``get_image_features`` / ``get_text_features`` return output objects whose
-``pooler_output`` is the projected embedding. Text padding follows each family's reference usage:
-SigLIP was trained with ``padding="max_length"`` (its pooling sees the pad tokens, so this matters);
-CLIP pools at the end-of-text token and ALIGN masks padding, so padding to the longest is exact.
+``pooler_output`` is the projected embedding. Text inputs follow each family's original model:
+
+* SigLIP (big_vision; open_clip's SigLIP too) pads to the full context with the pad token equal to
+  EOS, runs the text tower with **no attention mask** (every position attends to the padding) and
+  pools the last position. transformers 5's ``SiglipTokenizer`` also returns an ``attention_mask``;
+  passing it on (as ``model(**processor(...))`` does) changes the embedding, so vlserve feeds
+  ``input_ids`` only, exactly as the checkpoint was trained.
+* CLIP pools at the end-of-text token and ALIGN masks padding, so padding to the longest is exact.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class HFEncoder(DualEncoder):
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self._tokenizer(texts, padding=self._padding, truncation=True, max_length=self._context,
                               return_tensors="pt")
+        if self.family == "siglip":  # the original SigLIP uses no attention mask (module docstring)
+            return {"input_ids": enc["input_ids"]}
         return dict(enc)
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:

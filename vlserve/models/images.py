@@ -1,7 +1,14 @@
 """Image inputs: encoded bytes, PIL images or numpy arrays, decoded safely into RGB PIL images.
 
 * EXIF orientation is applied (``ImageOps.exif_transpose``), as a viewer would show the photo.
-* Transparency is composited on white; greyscale and palette images become RGB.
+  The reference libraries' documented path (``Image.open`` + their transform) does not, so a phone
+  photo stored sideways would be embedded sideways.
+* Transparency is composited on white (as transformers' ``convert_to_rgb`` does); open_clip's
+  ``convert("RGB")`` would instead expose the colour stored under transparent pixels.
+* Greyscale and palette images become RGB before any resizing (open_clip's transform resizes a
+  palette image's indices with nearest-neighbour before converting).
+* 16-bit greyscale (PIL modes ``I;16*`` / ``I``) is scaled to 8 bits (``round(v / 257)``);
+  PIL's own ``convert("RGB")`` clips every value above 255, turning most such images white.
 * The pixel count declared in the header is checked *before* decoding, so a decompression bomb
   (a tiny file that claims 100k x 100k pixels) is refused without allocating anything.
 """
@@ -23,6 +30,9 @@ ImageInput = Any  # bytes | bytearray | memoryview | PIL.Image.Image | np.ndarra
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
+    if img.mode.startswith("I;16") or img.mode == "I":
+        wide = np.asarray(img, dtype=np.float64).clip(0, 65535)
+        return Image.fromarray(np.round(wide / 257).astype(np.uint8), "L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):

@@ -64,7 +64,10 @@ def _load(spec: ModelSpec) -> tuple[torch.nn.Module, Any, Any]:
                 and not Path(spec.pretrained).is_file():
             raise ModelUnavailable(f"model spec {spec.raw!r}: checkpoint file {spec.pretrained} does not exist")
         name, pretrained = spec.arch, None if spec.random_init else spec.pretrained
-    with cache_only_unless_reachable():
+    with cache_only_unless_reachable(), torch.random.fork_rng(devices=[]):
+        # ``?init=random`` draws from a fixed seed, so a spec always names the same weights (and the same
+        # fingerprint) in every process; the caller's RNG state is left as it was
+        torch.manual_seed(spec.seed)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
             tokenizer = open_clip.get_tokenizer(name)

@@ -4,7 +4,8 @@ Forms::
 
     toy                                         the embedded default (an alias, see below)
     open_clip:ViT-B-32/laion2b_s34b_b79k        architecture / pretrained tag (open_clip's cache)
-    open_clip:ViT-B-32?init=random              architecture with random weights (benchmarks)
+    open_clip:ViT-B-32?init=random              architecture with seeded random weights (benchmarks;
+                                                seed 0 unless ``&seed=N``: a spec is always the same weights)
     open_clip:local-dir:/path                   open_clip_config.json + weights in a folder
     open_clip:/path/ckpt.safetensors?arch=ViT-B-32   a checkpoint file and its architecture
     hf:openai/clip-vit-base-patch32             a Hugging Face hub id (CLIP, SigLIP or ALIGN)
@@ -33,7 +34,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SPEC_FORMS = (
     "toy",
     "open_clip:ARCH/PRETRAINED_TAG        e.g. open_clip:ViT-B-32/laion2b_s34b_b79k",
-    "open_clip:ARCH?init=random           random weights, for benchmarks",
+    "open_clip:ARCH?init=random[&seed=N]  seeded random weights (default seed 0), for benchmarks",
     "open_clip:local-dir:/path            folder with open_clip_config.json + weights",
     "open_clip:/path/ckpt.safetensors?arch=ARCH",
     "hf:ORG/NAME                          e.g. hf:google/siglip-base-patch16-224",
@@ -65,6 +66,7 @@ class ModelSpec:
     local_dir: str | None = None
     hub_id: str | None = None
     random_init: bool = False
+    seed: int = 0  # the torch seed of ``?init=random`` weights
 
     @property
     def canonical(self) -> str:
@@ -75,7 +77,7 @@ class ModelSpec:
         if self.local_dir:
             return f"open_clip:local-dir:{self.local_dir}"
         if self.random_init:
-            return f"open_clip:{self.arch}?init=random"
+            return f"open_clip:{self.arch}?init=random" + (f"&seed={self.seed}" if self.seed else "")
         if self.pretrained and _looks_like_path(self.pretrained):
             return f"open_clip:{self.pretrained}?arch={self.arch}"
         return f"open_clip:{self.arch}/{self.pretrained}"
@@ -125,9 +127,11 @@ def parse_spec(spec: str) -> ModelSpec:
 
 
 def _parse_open_clip(spec: str, body: str, opts: dict[str, str]) -> ModelSpec:
-    unknown_opts = set(opts) - {"arch", "init"}
+    unknown_opts = set(opts) - {"arch", "init", "seed"}
     if unknown_opts:
-        raise _unknown(spec, f"unknown options {sorted(unknown_opts)}; known: arch, init")
+        raise _unknown(spec, f"unknown options {sorted(unknown_opts)}; known: arch, init, seed")
+    if "seed" in opts and opts.get("init") != "random":
+        raise _unknown(spec, "seed= applies to ?init=random only")
     if body.startswith("local-dir:"):
         path = body.removeprefix("local-dir:")
         if not path:
@@ -144,7 +148,10 @@ def _parse_open_clip(spec: str, body: str, opts: dict[str, str]) -> ModelSpec:
     if opts.get("init") == "random":
         if tag:
             raise _unknown(spec, "give either a pretrained tag or ?init=random, not both")
-        return ModelSpec(raw=spec, backend="open_clip", arch=arch, random_init=True)
+        seed = opts.get("seed", "0")
+        if not seed.isdigit():
+            raise _unknown(spec, f"seed={seed!r}: expected a non-negative integer")
+        return ModelSpec(raw=spec, backend="open_clip", arch=arch, random_init=True, seed=int(seed))
     if "init" in opts:
         raise _unknown(spec, f"init={opts['init']!r}: the only value is 'random'")
     import open_clip

@@ -1,0 +1,17 @@
+"""The embedded default model is part of the product: its committed files must be there. A checkout
+without them fails here (and in every test that loads ``toy``) instead of skipping quietly."""
+
+from __future__ import annotations
+
+from vlserve.toyworld.model import TOY_DIR
+
+TOY_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+
+
+def test_committed_toy_weights_are_present():
+    missing = [str(TOY_DIR / name) for name in TOY_FILES if not (TOY_DIR / name).is_file()]
+    assert not missing, (
+        f"committed toy model files missing: {', '.join(missing)}. The default model spec 'toy' cannot load "
+        "without them: restore them (git checkout -- vlserve/assets/toy; with Git LFS, git lfs pull) or retrain "
+        "with `vlserve toyworld train`.")
+    assert (TOY_DIR / "open_clip_model.safetensors").stat().st_size > 1_000_000, "toy weights file is truncated"
