@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -64,13 +63,14 @@ def test_models_lists_families_and_forms():
 @pytest.mark.parametrize("spec", ["hf:openai/clip-vit-base-patch32", "open_clip:ViT-B-32/laion2b_s34b_b79k"])
 @pytest.mark.parametrize("offline_flag", ["1", ""])
 def test_hub_spec_without_cache_fails_fast_and_says_how(spec, offline_flag, tmp_path):
-    t0 = time.time()
+    # the subprocess timeout is a hang guard only (speed is not asserted in tests): the hub client's own
+    # retry loop would log "Retrying" before giving up, and vlserve must not enter it
     r = run(["embed", "--model", spec, "--text", "a"], {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": offline_flag,
-                                                        "HF_ENDPOINT": "http://127.0.0.1:9"})
+                                                        "HF_ENDPOINT": "http://127.0.0.1:9"}, timeout=300)
     assert r.returncode == exit_code(ModelUnavailable), r.stderr
     assert f"cannot load weights for model spec {spec!r}" in r.stderr
     assert "local-dir" in r.stderr and "HF_HOME" in r.stderr and "Traceback" not in r.stderr
-    assert time.time() - t0 < 60  # fails at once (process start included), no retry loop
+    assert "retry" not in r.stderr.lower()
 
 
 def test_warm_hub_cache_loads_offline(tiny_dirs, tmp_path):
