@@ -11,50 +11,21 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vlserve import provenance
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return sha + ("-dirty" if dirty else "")
 
 
 TRITONSERVER_VERSION: dict[str, str] = {}  # filled by a benchmark that started one (server metadata)
 
 
 def environment() -> dict[str, Any]:
-    versions = {}
-    for pkg in ("vlserve", "torch", "open-clip-torch", "transformers", "numpy", "faiss-cpu", "tritonclient",
-                "nvidia-pytriton"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions: dict[str, str | None] = dict(provenance.versions())
     try:
         import torch
 
@@ -63,7 +34,7 @@ def environment() -> dict[str, Any]:
     except ImportError:
         gpu, threads = None, None
     versions["tritonserver"] = TRITONSERVER_VERSION.get("version")
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_model": cpu_model(),
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_model": provenance.cpu_model(),
             "cpu_count": os.cpu_count(), "torch_threads": threads, "gpu": gpu,
             "loadavg_1m": round(os.getloadavg()[0], 2), "versions": versions}
 
@@ -99,22 +70,9 @@ def ratios(per_round: dict[str, list[float]], num: str, den: str) -> dict[str, A
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    doc = {"benchmark": name, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": git_commit(),
+    facts = provenance.provenance()
+    doc = {"benchmark": name, "command": facts["command"], "date": facts["date"], "git_commit": facts["git_commit"],
            "machine": environment(), "conditions": os.environ.get("BENCH_NOTE"), **payload}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2))
     return out
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports the OS reports free right now."""
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind((host, 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports

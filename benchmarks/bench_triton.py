@@ -30,7 +30,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import TRITONSERVER_VERSION, free_ports, paired_rounds, spread, write_result
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from _common import TRITONSERVER_VERSION, paired_rounds, spread, write_result
+from servers import free_ports
 
 
 def jpeg_images(n: int, size: int = 224) -> list[bytes]:

@@ -35,11 +35,10 @@ def main(spec: str = "toy", n: int = 1200) -> None:
         groups["style"][style_key(scene)].append(ok)
         groups["object_size"][obj.size].append(ok)
         groups["image_px"][str(scene.image.shape[0])].append(ok)
-    report = {"model": spec, "fingerprint": model.fingerprint, "data": "toyworld:test/shape", "n": n,
+    report = {**provenance(), "model": spec, "fingerprint": model.fingerprint, "data": "toyworld:test/shape", "n": n,
               "overall_top1": float(np.mean(right)),
               "top1_by": {g: {k: {"top1": round(float(np.mean(v)), 4), "n": len(v)} for k, v in sorted(d.items())}
-                          for g, d in groups.items()},
-              "provenance": provenance()}
+                          for g, d in groups.items()}}
     OUT.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["top1_by"], indent=1))
 

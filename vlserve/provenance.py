@@ -19,7 +19,7 @@ PACKAGES = ("vlserve", "torch", "open-clip-torch", "transformers", "numpy", "fai
             "nvidia-pytriton")
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -29,31 +29,44 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def git_commit(cwd: Path | None = None) -> dict[str, Any]:
-    """The checkout's HEAD and whether it had uncommitted changes (None outside a git checkout)."""
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The checkout's HEAD, with ``-dirty`` when tracked files had uncommitted changes (None outside git)."""
     where = cwd or Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                capture_output=True, text=True, timeout=10)
-        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in packages:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as one would retype it: ``python path/script.py ...`` or ``vlserve ...``."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    if argv[0].endswith(".py"):
+        return " ".join(["python", *argv])
+    return " ".join([Path(argv[0]).name, *argv[1:]])
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command, UTC date, machine, versions and git commit of the running process."""
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    argv = list(sys.argv if argv is None else argv)
-    command = " ".join([Path(argv[0]).name, *argv[1:]]) if argv else ""
-    return {"command": command, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+    """Command, UTC date, git commit, machine and versions of the running process (top-level keys of a
+    results file)."""
+    return {"command": command_line(argv), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git_commit": git_commit(),
+            "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                         "python": sys.version.split()[0]},
-            "versions": versions, "git": git_commit()}
+            "versions": versions()}

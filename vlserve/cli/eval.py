@@ -51,7 +51,7 @@ def _emit(report: dict[str, Any], out: Path | None) -> None:
         from vlserve.provenance import provenance
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({**report, "provenance": provenance()}, indent=2) + "\n")
+        out.write_text(json.dumps({**provenance(), **report}, indent=2) + "\n")
     typer.echo(text)
 
 
