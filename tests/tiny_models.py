@@ -3,12 +3,13 @@ own format (no downloads). Used to prove vlserve's loaders match the reference l
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from vlserve.toyworld.owl import write_clip_tokenizer
 
 OPEN_CLIP_TINY: dict[str, Any] = {
     "embed_dim": 32,
@@ -44,24 +45,6 @@ def save_open_clip(dir_: Path, cfg: dict[str, Any], seed: int = 0) -> Path:
                               "interpolation": "bicubic", "resize_mode": "shortest"}
     cfg_path.write_text(json.dumps(conf))
     return dir_
-
-
-def write_clip_tokenizer(dir_: Path, **kwargs: Any) -> Any:
-    """A CLIPTokenizer derived from open_clip's BPE file (identical ids to open_clip's tokenizer)."""
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-    from transformers import CLIPTokenizer
-
-    dir_.mkdir(parents=True, exist_ok=True)
-    with gzip.open(default_bpe()) as f:
-        merges = f.read().decode().split("\n")[1:49152 - 256 - 2 + 1]
-    vocab = list(bytes_to_unicode().values())
-    vocab += [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (dir_ / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (dir_ / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tok = CLIPTokenizer(str(dir_ / "vocab.json"), str(dir_ / "merges.txt"), **kwargs)
-    tok.save_pretrained(dir_)
-    return tok
 
 
 def save_hf_clip(dir_: Path, seed: int = 0) -> Path:

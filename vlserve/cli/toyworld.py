@@ -103,6 +103,9 @@ def train(
     init: Annotated[Path | None, typer.Option(help="warm start from an open_clip local-dir of the same "
                                                    "architecture")] = None,
     world: Annotated[str, typer.Option(help="v2 (current) | v1")] = "v2",
+    easy_hold: Annotated[float, typer.Option(help="fraction of steps on easy scenes only, before the "
+                                                  "curriculum starts (v2)")] = 0.0,
+    reuse: Annotated[int, typer.Option(help="steps per drawn batch, each under another flip/90° turn (v2)")] = 1,
 ) -> None:
     """Train the toy dual encoder from scratch (seeded; uses a GPU when present)."""
     from vlserve.toyworld.train import TrainConfig
@@ -110,15 +113,59 @@ def train(
 
     if world not in ("v1", "v2"):
         raise InvalidInput(f"--world must be v1 or v2, got {world!r}")
+    if reuse < 1 or (reuse > 1 and world != "v2"):
+        raise InvalidInput(f"--reuse must be ≥ 1, and 1 for the v1 world (its captions name positions), got {reuse}")
     if loss not in ("clip", "siglip"):
         raise InvalidInput(f"--loss must be clip or siglip, got {loss!r}")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, matryoshka=matryoshka, loss=loss,
                       threads=threads, workers=workers, max_seconds=max_minutes * 60, eval_every=eval_every,
-                      curriculum=curriculum, init=str(init) if init else None, world=world)
+                      curriculum=curriculum, init=str(init) if init else None, world=world,
+                      easy_hold=easy_hold, reuse=reuse)
     with tqdm(total=steps, desc="train", unit="step") as bar:
         def progress(step: int, entry: dict[str, Any]) -> None:
             bar.update(1)
             bar.set_postfix(loss=entry["loss"])
 
         summary = run(out, cfg, log_path=log, progress=progress)
+    typer.echo(json.dumps(summary))
+
+
+@toyworld_app.command("train-detector")
+def train_detector(
+    out: Annotated[Path, typer.Option(help="detector folder (transformers OWL-ViT save_pretrained layout)")],
+    towers_out: Annotated[Path, typer.Option(help="folder for the contrastive towers as a transformers CLIPModel")],
+    pretrain_minutes: Annotated[float, typer.Option(help="wall-time budget of stage 1, contrastive towers "
+                                                         "(0: run --pretrain-steps)")] = 0.0,
+    pretrain_steps: Annotated[int, typer.Option(help="stage 1 steps (also sets the easy-scene schedule)")] = 1000,
+    detect_minutes: Annotated[float, typer.Option(help="wall-time budget of stage 2, detection "
+                                                       "(0: run --detect-steps)")] = 0.0,
+    detect_steps: Annotated[int, typer.Option()] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: default)")] = 0,
+    workers: Annotated[int, typer.Option(help="processes drawing batches alongside training (0: none)")] = 1,
+    eval_every: Annotated[int, typer.Option(help="validation AP50 every N detection steps")] = 200,
+    eval_n: Annotated[int, typer.Option(help="validation scenes per check")] = 150,
+    log: Annotated[Path | None, typer.Option(help="JSON-lines training log")] = None,
+) -> None:
+    """Train the toy OWL-ViT from random weights: contrastive towers, then detection (see
+    ``vlserve.toyworld.detector_train``). Validation is COCO AP50 (pycocotools) on val scenes."""
+    from vlserve.evaluation.toy_detection import raw_ap50
+    from vlserve.toyworld.detector_train import DetectorTrainConfig
+    from vlserve.toyworld.detector_train import train_detector as run
+
+    for name, value in (("--pretrain-minutes", pretrain_minutes), ("--detect-minutes", detect_minutes)):
+        if value < 0:
+            raise InvalidInput(f"{name} must be ≥ 0, got {value}")
+    cfg = DetectorTrainConfig(pretrain_steps=pretrain_steps, pretrain_minutes=pretrain_minutes,
+                              detect_steps=detect_steps, detect_minutes=detect_minutes, seed=seed, threads=threads,
+                              workers=workers, eval_every=eval_every)
+    bars = {"pretrain": tqdm(desc="towers", unit="step"), "detect": tqdm(desc="detection", unit="step")}
+
+    def progress(stage: str, step: int, entry: dict[str, Any]) -> None:
+        bars[stage].update(1)
+        bars[stage].set_postfix(loss=entry["loss"], **entry.get("val", {}))
+
+    summary = run(out, towers_out, cfg, log_path=log, validate=lambda m: raw_ap50(m, "val", eval_n), progress=progress)
+    for bar in bars.values():
+        bar.close()
     typer.echo(json.dumps(summary))

@@ -30,7 +30,7 @@ WORLDS = tuple(WORLD_SPLITS)
 CURRENT_WORLD = "v2"
 TASKS = ("shape", "colour", "novel", "rotated")
 DEFAULT_SEED = 20261125
-_SCENES, _SINGLE, _NOVEL, _ROTATED = 0, 1, 2, 3  # streams inside a split
+_SCENES, _SINGLE, _NOVEL, _ROTATED, _DETECT, _COMPOSED = 0, 1, 2, 3, 4, 5  # streams inside a split
 
 
 @dataclass
@@ -75,6 +75,26 @@ def sample(split: str, index: int, n_captions: int = 1, seed: int = DEFAULT_SEED
 def single_object(split: str, index: int, seed: int = DEFAULT_SEED, world: str = CURRENT_WORLD) -> Scene:
     """A one-object scene (the zero-shot shape/colour evaluation set)."""
     return _render(split, world, _rng(split, _SINGLE, index, seed, world), n_objects=1)
+
+
+def detection_scene(split: str, index: int, seed: int = DEFAULT_SEED, min_objects: int = 1,
+                    max_objects: int = 4) -> Scene:
+    """A v2 scene of ``min_objects``..``max_objects`` objects, possibly overlapping (each at least
+    partly visible; boxes and masks are the visible pixels): the detection and pixel-text set."""
+    rng = _rng(split, _DETECT, index, seed)
+    n = int(rng.integers(min_objects, max_objects + 1))
+    return _render(split, CURRENT_WORLD, rng, n_objects=n)
+
+
+def composed_scene(objects: list[tuple[str, str]], index: int = 0, image_size: int = 160,
+                   seed: int = DEFAULT_SEED) -> Scene:
+    """A test-split v2 scene holding exactly ``objects`` ((shape, colour) pairs), e.g. a red star and a
+    blue circle, drawn in random styles (``index`` picks another drawing)."""
+    for shape, colour in objects:
+        if shape not in SHAPES or colour not in COLOURS:
+            raise InvalidInput(f"unknown toy object {colour} {shape}; shapes: {', '.join(SHAPES)}; "
+                               f"colours: {', '.join(COLOURS)}")
+    return render_scene_v2(_rng("test", _COMPOSED, index, seed), image_size=image_size, forced=objects)
 
 
 def rotated_object(split: str, index: int, n: int, seed: int = DEFAULT_SEED) -> Scene:

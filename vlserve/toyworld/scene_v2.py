@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -147,14 +148,17 @@ def _finish(rng: np.random.Generator, img: np.ndarray, easy: bool = False) -> np
 
 def render_scene_v2(rng: np.random.Generator, n_objects: int | None = None, image_size: int | None = None,
                     shape: str | None = None, colour: str | None = None, angle: float | None = None,
-                    easy: float = 0.0) -> Scene:
-    """Draw one v2 scene. ``shape``/``colour``/``angle`` force the first object's attributes.
+                    easy: float = 0.0, forced: Sequence[tuple[str, str]] | None = None) -> Scene:
+    """Draw one v2 scene. ``shape``/``colour``/``angle`` force the first object's attributes;
+    ``forced`` gives the (shape, colour) of every object (a composed scene for demos and tests).
 
     ``easy`` is the probability that the scene is drawn the v1 way instead (flat-filled, nearly
     upright shapes on a paper or blotchy background, no blur or JPEG): a training curriculum starts
     there and anneals it to 0. Evaluation splits always use 0.
     """
     is_easy = bool(easy) and bool(rng.random() < easy)
+    if forced:
+        n_objects = len(forced)
     if n_objects is None:
         n_objects = int(rng.choice([1, 2, 3], p=[0.5, 0.33, 0.17]))
     size = int(image_size or rng.choice(IMAGE_SIZES))
@@ -163,7 +167,8 @@ def render_scene_v2(rng: np.random.Generator, n_objects: int | None = None, imag
     top = np.full((size, size), -1, dtype=np.int16)  # index of the object painted last at each pixel
     for i in range(n_objects):
         for _attempt in range(20):
-            shp, col, size_word = pick_attributes(rng, i == 0, shape, colour, SIZE_FRACTIONS)
+            shp, col, size_word = (pick_attributes(rng, True, *forced[i], SIZE_FRACTIONS) if forced else
+                                   pick_attributes(rng, i == 0, shape, colour, SIZE_FRACTIONS))
             lo, hi = SIZE_FRACTIONS[size_word]
             radius = float(rng.uniform(lo, hi)) * size / 2
             ang = float(angle) if (i == 0 and angle is not None) else \

@@ -44,6 +44,8 @@ class TrainConfig:
     max_seconds: float = 0.0  # stop early (and say so in the summary) past this wall time; 0: no limit
     curriculum: float = 0.4  # v2: share of v1-like easy scenes falls from 1 to ``easy_floor`` over this fraction
     easy_floor: float = 0.1
+    easy_hold: float = 0.0  # v2: fraction of steps trained on easy scenes only, before the curriculum starts
+    reuse: int = 1  # v2: each drawn batch trains this many steps, each time under another flip/90° turn
     init: str | None = None  # warm start: an open_clip local-dir checkpoint of the same architecture
 
 
@@ -69,28 +71,59 @@ def build_model(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     return model, model_cfg
 
 
+REUSE_WINDOW = 8  # a reused batch comes back this many steps later, not at once
+
+
+def drawn_batch(cfg: TrainConfig, step: int) -> tuple[int, int]:
+    """(index of the drawn batch, pass over it) that training step ``step`` uses. With ``reuse`` R, the
+    steps run in blocks of ``REUSE_WINDOW * R``: W fresh batches, then the same W again, R times."""
+    if cfg.reuse <= 1:
+        return step, 0
+    block, pos = divmod(step, REUSE_WINDOW * cfg.reuse)
+    return block * REUSE_WINDOW + pos % REUSE_WINDOW, pos // REUSE_WINDOW
+
+
 class _Batches(torch.utils.data.Dataset):
     """Training batch ``step``: images at the model's input size, first captions, soft-target matrix.
 
     A batch is a pure function of (seed, step), so drawing it in a worker process changes nothing.
+    Reused batches (``reuse`` > 1) are kept in the drawing process for the window in which they return;
+    a reuse pass turns/flips every image (a dihedral transform of the whole image: v2 captions say
+    nothing about position, so every caption stays true and the soft targets are unchanged).
     """
 
     def __init__(self, cfg: TrainConfig, tokenizer: Callable[..., torch.Tensor]) -> None:
         self.cfg, self.tokenizer = cfg, tokenizer
+        self._cache: dict[int, tuple[np.ndarray, torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return self.cfg.steps
 
-    def __getitem__(self, step: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def _draw(self, index: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         offset = cfg.seed * 10_000_000  # the seed offsets the stream of scenes: two seeds see different data
-        easy = easy_share(cfg, step)
-        batch = [sample("train", offset + step * cfg.batch_size + b, world=cfg.world, easy=easy)
+        easy = easy_share(cfg, index * max(1, cfg.reuse))
+        batch = [sample("train", offset + index * cfg.batch_size + b, world=cfg.world, easy=easy)
                  for b in range(cfg.batch_size)]
         images = np.stack([to_model_size(s.scene.image) for s in batch])
         positives = torch.tensor([[s_j.captions[0][1].satisfied_by(s_i.scene.objects) for s_j in batch]
                                   for s_i in batch], dtype=torch.float32)
         return images, self.tokenizer([s.captions[0][0] for s in batch]), positives
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        index, rep = drawn_batch(self.cfg, step)
+        if rep == 0 or index not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k > index - REUSE_WINDOW}
+            self._cache[index] = self._draw(index)
+        images, tokens, positives = self._cache[index]
+        if rep:
+            if self.cfg.world != "v2":
+                raise ValueError("batch reuse turns images, which v1 captions (positions) forbid; use v2")
+            rng = np.random.default_rng([self.cfg.seed, step])
+            images = np.ascontiguousarray(np.stack([
+                np.rot90(im[:, ::-1] if rng.random() < 0.5 else im, k=int(rng.integers(1, 4)))
+                for im in images]))
+        return images, tokens, positives
 
 
 def easy_share(cfg: TrainConfig, step: int) -> float:
@@ -99,7 +132,10 @@ def easy_share(cfg: TrainConfig, step: int) -> float:
     over, down to a floor of easy scenes."""
     if cfg.world != "v2" or cfg.curriculum <= 0:
         return 0.0
-    return max(cfg.easy_floor, 1.0 - step / (cfg.curriculum * cfg.steps))
+    hold = cfg.easy_hold * cfg.steps
+    if step < hold:
+        return 1.0
+    return max(cfg.easy_floor, 1.0 - (step - hold) / (cfg.curriculum * cfg.steps))
 
 
 def _worker_init(_: int) -> None:

@@ -1,0 +1,71 @@
+"""The toy detector's training pieces: towers that are CLIP's, the matching loss, and a two-step run
+whose outputs load through transformers' own classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlserve.toyworld.detector_train import DetectorTrainConfig, detection_loss, train_detector
+from vlserve.toyworld.owl import build_detector, clip_from_owl
+
+
+@torch.no_grad()
+def test_owl_towers_are_a_clip_model() -> None:
+    owl = build_detector(seed=3).owlvit.eval()
+    clip = clip_from_owl(owl)
+    pixels = torch.randn(2, 3, 96, 96)
+    ids = torch.tensor([[49406, 320, 1929, 49407, 0, 0], [49406, 320, 1125, 3482, 2368, 49407]])
+    mask = (ids != 0).long()
+    for a, b in ((owl.get_image_features(pixel_values=pixels), clip.get_image_features(pixel_values=pixels)),
+                 (owl.get_text_features(input_ids=ids, attention_mask=mask),
+                  clip.get_text_features(input_ids=ids, attention_mask=mask))):
+        assert torch.allclose(a.pooler_output, b.pooler_output, atol=1e-5)
+
+
+def _logits(p: int, q: int, on: dict[int, list[int]]) -> torch.Tensor:
+    x = torch.full((1, p, q), -6.0)
+    for patch, queries in on.items():
+        x[0, patch, queries] = 6.0
+    return x
+
+
+def test_matching_loss_rewards_the_right_patch_box_and_queries() -> None:
+    target = [{"boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]]), "queries": torch.tensor([[1, 4]])}]
+    boxes = torch.tensor([[[0.1, 0.1, 0.1, 0.1], [0.3, 0.3, 0.1, 0.1], [0.5, 0.5, 0.2, 0.3], [0.8, 0.8, 0.2, 0.2]]])
+    right, parts = detection_loss(_logits(4, 6, {2: [1, 4]}), boxes, target)
+    assert parts["l1"] == pytest.approx(0.0, abs=1e-6) and parts["giou"] == pytest.approx(0.0, abs=1e-6)
+    wrong_queries, _ = detection_loss(_logits(4, 6, {2: [0, 3]}), boxes, target)
+    wrong_patch, _ = detection_loss(_logits(4, 6, {0: [1, 4]}), boxes, target)
+    assert float(right) < float(wrong_queries) and float(right) < float(wrong_patch)
+    shifted = boxes.clone()
+    shifted[0, 2, :2] += 0.1
+    worse_box, _ = detection_loss(_logits(4, 6, {2: [1, 4]}), shifted, target)
+    assert float(worse_box) > float(right)
+
+
+@pytest.mark.slow
+def test_two_step_training_writes_loadable_transformers_folders(tmp_path: Path) -> None:
+    from transformers import CLIPModel, OwlViTForObjectDetection, OwlViTProcessor
+
+    cfg = DetectorTrainConfig(pretrain_steps=2, detect_steps=2, pretrain_batch=8, detect_batch=4, workers=0,
+                              warmup=1, eval_every=1)
+    calls = []
+    summary = train_detector(tmp_path / "owl", tmp_path / "vit", cfg, log_path=tmp_path / "log.jsonl",
+                             validate=lambda m: calls.append(1) or {"ok": 1.0})
+    assert summary["pretrain"]["steps"] == 2 and summary["detect"]["steps"] == 2 and len(calls) == 3
+    owl = OwlViTForObjectDetection.from_pretrained(tmp_path / "owl", local_files_only=True)
+    proc = OwlViTProcessor.from_pretrained(tmp_path / "owl", local_files_only=True)
+    inputs = proc(text=[["a red star", "a circle"]], images=[np.zeros((120, 90, 3), np.uint8)], return_tensors="pt")
+    assert inputs["input_ids"].shape == (2, 16) and inputs["pixel_values"].shape == (1, 3, 96, 96)
+    with torch.no_grad():
+        out = owl.float()(**inputs)
+    assert out.logits.shape == (1, 64, 2)
+    CLIPModel.from_pretrained(tmp_path / "vit", local_files_only=True)
+    assert next(iter(owl.parameters())).dtype in (torch.float16, torch.float32)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["summary"]["git_commit"] and "val" in log[-2]

@@ -1,0 +1,130 @@
+"""The toy detector's architecture: a tiny OWL-ViT in transformers' own config and format.
+
+OWL-ViT (Minderer et al. 2022) is a CLIP whose image tower is a ViT: detection reads the ViT's
+patch tokens (each multiplied by the class token, then layer-normed), predicts one box per patch
+(an MLP plus a bias that centres it on the patch) and scores it against text-query embeddings
+(cosine, then a learned per-patch shift and scale). Everything here is written with transformers'
+``OwlViTForObjectDetection`` and saved with ``save_pretrained``, so the toy detector loads through
+the normal ``hf:`` path (spec ``toy-owlvit``). Its contrastively trained towers are also written as a
+transformers ``CLIPModel`` (spec ``toy-vit``): OWL-ViT's towers *are* CLIP's, parameter for parameter
+(only a few names differ), so the dense pixel-text methods have a trained ViT to work on.
+
+The tokenizer is the real CLIP BPE (derived from open_clip's copy, identical ids), padded with
+``"!"`` to 16 tokens as OWL-ViT's own processor does; the text tower pools at the highest token id,
+which is the end-of-text token.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TOY_OWLVIT_DIR = ASSETS / "toy_owlvit"
+TOY_VIT_DIR = ASSETS / "toy_vit"
+IMAGE_SIZE = 96
+PATCH = 12
+MAX_TOKENS = 16
+OWL_CFG: dict[str, Any] = {
+    "text_config": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+                    "max_position_embeddings": MAX_TOKENS, "vocab_size": 49408},
+    "vision_config": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+                      "image_size": IMAGE_SIZE, "patch_size": PATCH},
+    "projection_dim": 128,  # OWL-ViT's class head maps patches to the text width: the two must match
+}
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def write_clip_tokenizer(dir_: Path, **kwargs: Any) -> Any:
+    """A transformers ``CLIPTokenizer`` derived from open_clip's BPE file (identical ids), saved in ``dir_``."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    dir_.mkdir(parents=True, exist_ok=True)
+    with gzip.open(default_bpe()) as f:
+        merges = f.read().decode().split("\n")[1:49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (dir_ / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (dir_ / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tok = CLIPTokenizer(str(dir_ / "vocab.json"), str(dir_ / "merges.txt"), **kwargs)
+    tok.save_pretrained(dir_)
+    return tok
+
+
+def build_detector(seed: int = 0) -> Any:
+    from transformers import OwlViTConfig, OwlViTForObjectDetection
+
+    torch.manual_seed(seed)
+    return OwlViTForObjectDetection(OwlViTConfig(**OWL_CFG))
+
+
+def owl_processor(dir_: Path) -> Any:
+    """OWL-ViT's processor at the toy input size: square resize (no crop), CLIP mean/std, "!" padding."""
+    from transformers import OwlViTImageProcessor, OwlViTProcessor
+
+    tok = write_clip_tokenizer(dir_, pad_token="!", model_max_length=MAX_TOKENS)
+    images = OwlViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                  crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_center_crop=False,
+                                  image_mean=list(MEAN), image_std=list(STD))
+    return OwlViTProcessor(image_processor=images, tokenizer=tok)
+
+
+def save_detector(model: Any, out: Path, extra: dict[str, Any] | None = None) -> Path:
+    """``save_pretrained`` in fp16 (the committed size budget) with the processor next to it."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(out)
+    model.to(torch.float32)
+    owl_processor(out).save_pretrained(out)
+    if extra:
+        (out / "vlserve_train.json").write_text(json.dumps(extra, indent=2) + "\n")
+    return out
+
+
+# OWL-ViT tower parameter name -> CLIP's (everything else is spelled the same)
+_CLIP_NAMES = {"vision_model.pre_layernorm.": "vision_model.pre_layrnorm."}
+
+
+def clip_state_dict(owl_model: Any) -> dict[str, torch.Tensor]:
+    """The towers of an ``OwlViTModel`` (or the ``.owlvit`` of a detector) under ``CLIPModel`` names."""
+    out = {}
+    for name, t in owl_model.state_dict().items():
+        for old, new in _CLIP_NAMES.items():
+            name = name.replace(old, new)
+        out[name] = t
+    return out
+
+
+def clip_from_owl(owl_model: Any) -> Any:
+    """A transformers ``CLIPModel`` holding the towers of an ``OwlViTModel`` (same weights, same dtype)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(text_config=dict(OWL_CFG["text_config"], eos_token_id=49407, pad_token_id=0,
+                                      bos_token_id=49406),
+                     vision_config=OWL_CFG["vision_config"], projection_dim=OWL_CFG["projection_dim"])
+    clip = CLIPModel(cfg)
+    missing, unexpected = clip.load_state_dict(clip_state_dict(owl_model), strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"OWL-ViT towers do not map onto CLIP: missing {missing}, unexpected {unexpected}")
+    return clip.eval()
+
+
+def save_clip_towers(owl_model: Any, out: Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write OWL-ViT's contrastive towers as a transformers ``CLIPModel`` folder (fp16) with its processor."""
+    from transformers import CLIPImageProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    clip_from_owl(owl_model).to(torch.float16).save_pretrained(out)
+    write_clip_tokenizer(out, pad_token="!", model_max_length=MAX_TOKENS)
+    CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                       image_mean=list(MEAN), image_std=list(STD)).save_pretrained(out)
+    if extra:
+        (out / "vlserve_train.json").write_text(json.dumps(extra, indent=2) + "\n")
+    return out
