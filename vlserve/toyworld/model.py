@@ -15,11 +15,11 @@ import numpy as np
 
 MODEL_CFG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "layers": [1, 2, 2, 1], "width": 24, "head_width": 32},
+    "vision_cfg": {"image_size": 96, "layers": [1, 2, 2, 1], "width": 24, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
 PREPROCESS_CFG: dict[str, Any] = {
-    "size": 64,
+    "size": 96,
     "mean": [0.48145466, 0.4578275, 0.40821073],
     "std": [0.26862954, 0.26130258, 0.27577711],
     "interpolation": "bicubic",
