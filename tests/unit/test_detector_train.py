@@ -69,3 +69,26 @@ def test_two_step_training_writes_loadable_transformers_folders(tmp_path: Path) 
     assert next(iter(owl.parameters())).dtype in (torch.float16, torch.float32)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[-1]["summary"]["git_commit"] and "val" in log[-2]
+
+
+@torch.no_grad()
+def test_fresh_heads_start_at_the_prior_boxes_with_low_scores() -> None:
+    from vlserve.toyworld.detector_train import detect_forward
+
+    model = build_detector(seed=1).eval()
+    ids = torch.tensor([[49406, 320, 1929, 49407] + [0] * 12])
+    logits, boxes = detect_forward(model, torch.randn(2, 3, 96, 96), ids, (ids != 0).long())
+    assert logits.max() < 0 and logits.min() > -10  # sigmoid scores low but not saturated
+    assert torch.allclose(boxes[0], boxes[1]) and 0.05 < float(boxes[..., 2:].mean()) < 0.3  # patch-sized priors
+    assert len({tuple(b.tolist()) for b in boxes[0, :, :2]}) == boxes.shape[1]  # one centre per patch
+
+
+def test_towers_round_trip_through_the_clip_folder(tmp_path: Path) -> None:
+    from vlserve.toyworld.owl import load_clip_towers, save_clip_towers
+
+    source = build_detector(seed=2)
+    save_clip_towers(source.owlvit, tmp_path / "vit", {"steps": 7})
+    target = build_detector(seed=5)
+    assert load_clip_towers(target, tmp_path / "vit") == {"steps": 7}
+    for (name, a), b in zip(source.owlvit.state_dict().items(), target.owlvit.state_dict().values(), strict=True):
+        assert torch.allclose(a.half().float(), b), name  # fp16 on disk

@@ -140,12 +140,16 @@ def train_detector(
     detect_minutes: Annotated[float, typer.Option(help="wall-time budget of stage 2, detection "
                                                        "(0: run --detect-steps)")] = 0.0,
     detect_steps: Annotated[int, typer.Option()] = 2000,
+    pretrain_lr: Annotated[float, typer.Option()] = 1e-3,
+    detect_lr: Annotated[float, typer.Option()] = 5e-4,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default)")] = 0,
     workers: Annotated[int, typer.Option(help="processes drawing batches alongside training (0: none)")] = 1,
     eval_every: Annotated[int, typer.Option(help="validation AP50 every N detection steps")] = 200,
     eval_n: Annotated[int, typer.Option(help="validation scenes per check")] = 150,
     log: Annotated[Path | None, typer.Option(help="JSON-lines training log")] = None,
+    init_towers: Annotated[Path | None, typer.Option(help="skip stage 1: the --towers-out folder of an earlier "
+                                                          "run")] = None,
 ) -> None:
     """Train the toy OWL-ViT from random weights: contrastive towers, then detection (see
     ``vlserve.toyworld.detector_train``). Validation is COCO AP50 (pycocotools) on val scenes."""
@@ -158,6 +162,8 @@ def train_detector(
             raise InvalidInput(f"{name} must be ≥ 0, got {value}")
     cfg = DetectorTrainConfig(pretrain_steps=pretrain_steps, pretrain_minutes=pretrain_minutes,
                               detect_steps=detect_steps, detect_minutes=detect_minutes, seed=seed, threads=threads,
+                              pretrain_lr=pretrain_lr, detect_lr=detect_lr,
+                              init_towers=str(init_towers) if init_towers else None,
                               workers=workers, eval_every=eval_every)
     bars = {"pretrain": tqdm(desc="towers", unit="step"), "detect": tqdm(desc="detection", unit="step")}
 

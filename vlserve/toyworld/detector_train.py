@@ -31,7 +31,16 @@ import torch
 import torch.nn.functional as F
 
 from vlserve.toyworld.dataset import detection_scene, sample
-from vlserve.toyworld.owl import IMAGE_SIZE, MAX_TOKENS, MEAN, STD, build_detector, save_clip_towers, save_detector
+from vlserve.toyworld.owl import (
+    IMAGE_SIZE,
+    MAX_TOKENS,
+    MEAN,
+    STD,
+    build_detector,
+    load_clip_towers,
+    save_clip_towers,
+    save_detector,
+)
 from vlserve.toyworld.scene import COLOURS, SHAPES
 from vlserve.toyworld.train import contrastive_loss
 
@@ -53,13 +62,14 @@ class DetectorTrainConfig:
     detect_steps: int = 2000
     detect_minutes: float = 0.0
     detect_batch: int = 32
-    detect_lr: float = 3e-4
+    detect_lr: float = 5e-4
     weight_decay: float = 0.05
     warmup: int = 100
     seed: int = 0
     threads: int = 0
     workers: int = 1
     eval_every: int = 200
+    init_towers: str | None = None  # skip stage 1: start from a ``save_clip_towers`` folder of an earlier run
 
 
 def _pixels(images: list[np.ndarray]) -> np.ndarray:
@@ -233,12 +243,15 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
                                                 worker_init_fn=lambda _: torch.set_num_threads(1)))
 
     t_start = time.time()
+    towers_from: dict[str, Any] | None = None
+    if cfg.init_towers:
+        towers_from = {"folder": cfg.init_towers, **load_clip_towers(model, Path(cfg.init_towers))}
     # stage 1: contrastive towers
     clip = model.owlvit
     opt = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.pretrain_lr, betas=(0.9, 0.98))
     sched = _Schedule(cfg.pretrain_lr, cfg.pretrain_steps, cfg.pretrain_minutes, cfg.warmup)
     batches, step = loader("pretrain"), 0
-    while not sched.done(step) and (cfg.pretrain_minutes or step < cfg.pretrain_steps):
+    while not towers_from and not sched.done(step) and (cfg.pretrain_minutes or step < cfg.pretrain_steps):
         batch = next(batches)
         for g in opt.param_groups:
             g["lr"] = sched(step)
@@ -255,8 +268,10 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     pretrain_steps, pretrain_seconds = step, round(time.time() - t_start, 1)
     del batches
     clip.eval()
-    save_clip_towers(clip, out_towers, {"stage": "contrastive pre-training of the toy OWL-ViT towers",
-                                        "steps": pretrain_steps, "seconds": pretrain_seconds, "config": asdict(cfg)})
+    if not towers_from:
+        save_clip_towers(clip, out_towers, {"stage": "contrastive pre-training of the toy OWL-ViT towers",
+                                            "steps": pretrain_steps, "seconds": pretrain_seconds,
+                                            "config": asdict(cfg)})
     clip.train()
 
     # stage 2: detection
@@ -288,7 +303,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     final_val = validate(model) if validate else None
     elapsed = round(time.time() - t_start, 1)
     summary = {**provenance(), "config": asdict(cfg), "seconds": elapsed,
-               "pretrain": {"steps": pretrain_steps, "seconds": pretrain_seconds},
+               "pretrain": towers_from or {"steps": pretrain_steps, "seconds": pretrain_seconds},
                "detect": {"steps": detect_steps, "seconds": detect_seconds}, "final_val": final_val,
                "out": {"detector": str(out_detector), "towers": str(out_towers)}}
     save_detector(model, out_detector, {"train": summary})

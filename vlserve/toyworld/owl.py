@@ -59,10 +59,46 @@ def write_clip_tokenizer(dir_: Path, **kwargs: Any) -> Any:
 
 
 def build_detector(seed: int = 0) -> Any:
+    """A random toy OWL-ViT whose heads start where detection training can move them.
+
+    transformers initialises the class and box heads with unit-variance weights, which for freshly
+    drawn towers puts the box MLP's output in the thousands (every box saturates at the image
+    corner, and the sigmoid passes no gradient) and the class logits in the hundreds. Here the heads
+    are reset DETR-style instead: hidden layers at fan-in scale, the box head's last layer at zero so
+    every patch starts with the prior box that transformers' box bias centres on it, and the logit
+    shift/scale starting from a constant (scores begin low, as focal-loss training wants)."""
     from transformers import OwlViTConfig, OwlViTForObjectDetection
 
     torch.manual_seed(seed)
-    return OwlViTForObjectDetection(OwlViTConfig(**OWL_CFG))
+    model = OwlViTForObjectDetection(OwlViTConfig(**OWL_CFG))
+    with torch.no_grad():
+        for layer in (model.box_head.dense0, model.box_head.dense1, model.class_head.dense0):
+            torch.nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
+            torch.nn.init.zeros_(layer.bias)
+        torch.nn.init.zeros_(model.box_head.dense2.weight)
+        torch.nn.init.zeros_(model.box_head.dense2.bias)
+        for layer, bias in ((model.class_head.logit_shift, -2.0), (model.class_head.logit_scale, 1.0)):
+            torch.nn.init.normal_(layer.weight, std=0.01)
+            torch.nn.init.constant_(layer.bias, bias)
+    return model
+
+
+def load_clip_towers(model: Any, folder: Path) -> dict[str, Any]:
+    """Put the towers of a ``save_clip_towers`` folder back into an OWL-ViT detector; returns the
+    folder's training record (``vlserve_train.json``)."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for name, t in load_file(str(folder / "model.safetensors")).items():
+        for owl_name, clip_name in _CLIP_NAMES.items():
+            name = name.replace(clip_name, owl_name)
+        state[name] = t.float()
+    missing, unexpected = model.owlvit.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"{folder}: not the toy OWL-ViT towers (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    record = folder / "vlserve_train.json"
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def owl_processor(dir_: Path) -> Any:

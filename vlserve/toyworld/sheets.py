@@ -15,7 +15,11 @@ TILE = 96
 
 def style_key(scene: Scene) -> str:
     """The style family of a one-object scene: technique plus fill, e.g. ``filled-striped``."""
-    tags = scene.objects[0].style
+    return object_style(scene.objects[0].style)
+
+
+def object_style(tags: tuple[str, ...]) -> str:
+    """The style family of one object's style tags, e.g. ``filled-striped`` or ``hand-drawn-outline``."""
     if "dashed" in tags:
         return "heldout-dashed"
     if "hand-drawn" in tags:
