@@ -40,14 +40,18 @@ def detect(
 ) -> None:
     """Find objects described by --query texts, or like a --query-image, in IMAGES; prints JSON with
     boxes (x0, y0, x1, y1 in each image's pixels), scores and the matching query."""
-    from vlserve.detection import ObjectDetector
+    from vlserve.detection import DetectOptions, ObjectDetector
     from vlserve.models.text_cache import TextEmbeddingCache
 
+    # what can be refused without the model is refused before loading it
     if query and query_image:
         raise InvalidInput("give --query texts or --query-image examples, not both", field="queries")
+    if query is None and not query_image:
+        raise InvalidInput("no queries: give --query TEXT or --query-image PATH", field="queries")
     if query_box and not query_image:
         raise InvalidInput("--query-box applies to a --query-image", field="query_boxes")
     boxes = [_parse_box(b, i) for i, b in enumerate(query_box or [])] or None
+    DetectOptions(threshold, nms, top_k)
     check_files([*images, *(query_image or [])])
     detector = ObjectDetector(load_detector(model, device, precision),
                               TextEmbeddingCache(settings().cache_dir / "text_embeddings.sqlite"))
