@@ -108,3 +108,16 @@ def test_exit_code_of_the_real_process(tiny_owl, files):
                         f"hf:{tiny_owl['owlvit']}", "-q", "a star", "--threshold", "2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == INVALID and r.stderr == "error: threshold must be a number in [0, 1], got 2.0\n"
+
+
+def test_repo_build_writes_the_detector_for_a_detector_spec(tiny_owl, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VLSERVE_DETECTOR_MODEL", raising=False)
+    code, stdout, err = vlserve(["repo", "build", "--model", "toy", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    assert "detector" not in json.loads(stdout)["models"] and not (tmp_path / "a" / "detector").exists()
+    monkeypatch.setenv("VLSERVE_DETECTOR_MODEL", f"hf:{tiny_owl['owlvit']}")
+    code, stdout, err = vlserve(["repo", "build", "--model", "toy", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert "detector" in report["models"] and report["detector_spec"] == f"hf:{tiny_owl['owlvit']}"
+    assert f'string_value: "hf:{tiny_owl["owlvit"]}"' in (tmp_path / "b" / "detector" / "config.pbtxt").read_text()

@@ -188,3 +188,34 @@ def test_image_query_boxes_travel(server, detection_images):
         c.close()
     assert len(boxed[0]) == 5 and set(boxed[0].labels) <= {"image query 0", "image query 1"}
     assert all(0 <= r <= 1 and not math.isnan(r) for r in boxed[0].relative_scores)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_client(server, protocol, detection_images):
+    import asyncio
+
+    from vlserve.serving.client import AsyncVLServeClient
+
+    url = server.http_url if protocol == "http" else server.grpc_url
+
+    async def go():
+        c, absent = AsyncVLServeClient(url, protocol), AsyncVLServeClient(url, protocol, prefix="absent_")
+        try:
+            found = await asyncio.gather(*(c.detect([png(a)], QUERIES, threshold=0.0, top_k=3)
+                                           for a in detection_images))
+            with pytest.raises(InvalidInput, match="empty query"):
+                await c.detect([png(detection_images[0])], [""])
+            with pytest.raises(NotFound, match="not deployed"):
+                await absent.detect([png(detection_images[0])], ["a star"])
+            return found
+        finally:
+            await c.close()
+            await absent.close()
+
+    sync = client(server, protocol)
+    try:
+        want = sync.detect([png(a) for a in detection_images], QUERIES, threshold=0.0, top_k=3)
+    finally:
+        sync.close()
+    for (got,), w in zip(asyncio.run(go()), want, strict=True):
+        assert got.queries.tolist() == w.queries.tolist() and np.abs(got.scores - w.scores).max() <= 1e-5

@@ -284,3 +284,13 @@ def test_an_alias_can_name_a_transformers_folder(tiny_owl, tiny_dirs):
     finally:
         _ALIASES.pop("test-owl", None)
         _ALIASES.pop("test-clip", None)
+
+
+def test_the_request_schema_has_the_engine_defaults_and_limits():
+    from vlserve.api.schemas import MAX_QUERIES, DetectRequest
+    from vlserve.detection import MAX_QUERIES as ENGINE_MAX_QUERIES
+    from vlserve.detection import DetectOptions
+
+    request = DetectRequest(images=["aGk="], queries=["a star"])
+    assert DetectOptions() == DetectOptions(request.threshold, request.nms_iou, request.top_k)
+    assert MAX_QUERIES == ENGINE_MAX_QUERIES == 64
