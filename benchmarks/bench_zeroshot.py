@@ -89,7 +89,7 @@ def main() -> None:
     from vlserve.models import Runtime, load_dual_encoder
     from vlserve.settings import Settings
     from vlserve.toyworld.dataset import sample
-    from vlserve.zeroshot.cache import TextEmbeddingCache
+    from vlserve.models.text_cache import TextEmbeddingCache
     from vlserve.zeroshot.classifier import ZeroShotClassifier
     from vlserve.zeroshot.templates import template_set
 

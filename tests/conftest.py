@@ -38,3 +38,20 @@ def sample_images() -> list:
 
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 50), (64, 64), (33, 90))]
+
+
+@pytest.fixture(scope="session")
+def tiny_owl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random OWL-ViT and OWLv2, each a transformers save_pretrained folder with its processor."""
+    root = tmp_path_factory.mktemp("tiny_owl")
+    owlvit = tiny_models.save_hf_owl(root / "owlvit", "owlvit")
+    return {"owlvit": owlvit, "owlv2": tiny_models.save_hf_owl(root / "owlv2", "owlv2", seed=1, tokenizer_like=owlvit)}
+
+
+@pytest.fixture(scope="session")
+def detection_images() -> list:
+    """Non-square RGB images (landscape, portrait, odd sizes), as uint8 arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 70), (90, 52), (33, 47))]

@@ -60,3 +60,10 @@ def write_image_files(folder: Path) -> dict[str, Path]:
         p.write_bytes(data)
         paths[kind] = p
     return paths
+
+
+def png(arr: np.ndarray) -> bytes:
+    """A uint8 HxWx3 array as PNG bytes (lossless: decoding gives the array back)."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()

@@ -142,3 +142,58 @@ def save_hf_align(dir_: Path, seed: int = 0) -> Path:
     EfficientNetImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32},
                                do_center_crop=False).save_pretrained(dir_)
     return dir_
+
+
+OWL_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "max_position_embeddings": 16, "vocab_size": 49408}
+OWL_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 48, "patch_size": 8}
+OWL_SIZE = 48  # 6x6 = 36 patches, so 36 predicted boxes per image
+
+
+def write_owl_tokenizer(dir_: Path, like: Path | None = None) -> Any:
+    """OWL-ViT's text input: the CLIP tokenizer padded to 16 tokens with "!" (id 0). ``like``: a folder
+    already holding one (copied: building the BPE tokenizer takes seconds)."""
+    import shutil
+
+    from transformers import CLIPTokenizer
+
+    if like is None:
+        return write_clip_tokenizer(dir_, pad_token="!", model_max_length=16)
+    dir_.mkdir(parents=True, exist_ok=True)
+    for f in like.iterdir():
+        if "token" in f.name or f.name in ("vocab.json", "merges.txt"):
+            shutil.copy(f, dir_ / f.name)
+    return CLIPTokenizer.from_pretrained(dir_, local_files_only=True)
+
+
+def _small_heads(model: Any) -> None:
+    """Random heads start with weight std ~1, so box sigmoids saturate and scores are exactly 0 or 1
+    (ties everywhere). Class and objectness heads at std 0.02 give spread, distinct scores; the box
+    head at 0.3 moves boxes off the patch grid's prior enough that some overlap (NMS has work)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "_head." in name and p.ndim > 1:
+                p.normal_(0, 0.3 if name.startswith("box_head.") else 0.02)
+            elif "_head." in name:
+                p.zero_()
+
+
+def save_hf_owl(dir_: Path, family: str = "owlvit", seed: int = 0, tokenizer_like: Path | None = None) -> Path:
+    """A tiny random OWL-ViT or OWLv2 (48 px, patch 8) with its processor: OWL-ViT's stretches the
+    image to 48x48, OWLv2's pads it bottom/right to a square first."""
+    import transformers
+
+    prefix = {"owlvit": "OwlViT", "owlv2": "Owlv2"}[family]
+    config_cls, model_cls, image_cls, processor_cls = (getattr(transformers, f"{prefix}{kind}") for kind in
+                                                       ("Config", "ForObjectDetection", "ImageProcessor", "Processor"))
+    torch.manual_seed(seed)
+    tok = write_owl_tokenizer(dir_, tokenizer_like)
+    config = config_cls(text_config=OWL_TEXT, vision_config=OWL_VISION, projection_dim=OWL_TEXT["hidden_size"])
+    model = model_cls(config)
+    _small_heads(model)
+    model.save_pretrained(dir_)
+    size = {"height": OWL_SIZE, "width": OWL_SIZE}
+    extra = {"crop_size": size} if family == "owlvit" else {}
+    processor_cls(image_processor=image_cls(size=size, **extra), tokenizer=tok).save_pretrained(dir_)
+    return dir_

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VLSERVE_", extra="ignore")
 
     model: str = Field("toy", description="model spec string (see `vlserve models`)")
+    detector_model: str | None = Field(None, description="detector spec (an OWL-ViT / OWLv2 checkpoint); the Triton "
+                                                         "detector model is deployed only when this is set")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: str = Field("auto", description="auto | fp32 | fp16 | bf16")
     max_batch: int = Field(32, ge=1, le=4096)

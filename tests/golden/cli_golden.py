@@ -63,6 +63,7 @@ def commands(work: Path) -> dict[str, list[str]]:
 def run_command(args: list[str], work: Path) -> Any:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLSERVE_CACHE_DIR": str(work / "cache")}
     env.pop("VLSERVE_MODEL", None)
+    env.pop("VLSERVE_DETECTOR_MODEL", None)
     r = subprocess.run([sys.executable, "-m", "vlserve", *args], capture_output=True, text=True, env=env,
                        timeout=600, cwd=work)
     if r.returncode != 0:

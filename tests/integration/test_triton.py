@@ -3,7 +3,6 @@ official tritonclient over HTTP and gRPC; results must equal the in-process engi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
+from image_files import png
 from servers import free_ports, running_triton
 
 from vlserve.matryoshka import truncate
@@ -29,12 +28,6 @@ from vlserve.zeroshot.classifier import ZeroShotClassifier
 
 pytestmark = pytest.mark.integration
 LABELS = ["circle", "square", "triangle", "star", "cross", "diamond"]
-
-
-def png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

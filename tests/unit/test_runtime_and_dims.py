@@ -9,8 +9,8 @@ from conftest import spec_for
 
 from vlserve.matryoshka import truncate
 from vlserve.models import load_dual_encoder
+from vlserve.models.text_cache import TextEmbeddingCache
 from vlserve.settings import Runtime, Settings
-from vlserve.zeroshot.cache import TextEmbeddingCache
 from vlserve.zeroshot.classifier import ZeroShotClassifier
 
 

@@ -11,7 +11,7 @@ from conftest import spec_for
 
 from vlserve.errors import InvalidInput, NotFound, Unsupported
 from vlserve.models import load_dual_encoder
-from vlserve.zeroshot.cache import TextEmbeddingCache
+from vlserve.models.text_cache import TextEmbeddingCache
 from vlserve.zeroshot.classifier import ZeroShotClassifier
 from vlserve.zeroshot.descriptors import (
     descriptor_prompt,

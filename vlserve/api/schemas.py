@@ -163,25 +163,43 @@ class SearchResponse(Schema):
 
 # ---- detect (text- or image-queried boxes) ------------------------------------------------------
 class DetectRequest(Schema):
-    """Exactly one of ``queries`` (texts) or ``query_images`` (example crops)."""
+    """Exactly one of ``queries`` (texts) or ``query_images`` (example images, each optionally with a
+    box around the object in it). Options as the Triton ``detector`` model's (docs/serving.md)."""
 
     images: list[Base64Image] = Field(min_length=1, max_length=MAX_ITEMS)
-    queries: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
+    queries: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES,
+                                      description="text queries; each at most 16 tokens")
     query_images: list[Base64Image] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
-    score_threshold: float = Field(0.1, ge=0.0, le=1.0)
-    max_detections: int = Field(100, ge=1, le=1000)
+    query_boxes: list[tuple[float, float, float, float] | None] | None = Field(
+        None, max_length=MAX_QUERIES, description="one x0, y0, x1, y1 pixel box per query image (null: the "
+                                                  "whole image)")
+    threshold: float = Field(0.1, ge=0.0, le=1.0, description="keep boxes scoring above this")
+    nms_iou: float = Field(0.3, ge=0.0, le=1.0, description="per-query NMS IoU; 1 turns NMS off")
+    top_k: int = Field(100, ge=1, le=1000, description="boxes returned per image")
+    model: str | None = Field(None, description="detector spec; default: the deployment's")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"images": ["iVBORw0KGgo..."], "queries": ["a red star", "a blue circle"], "threshold": 0.2}]})
 
 
 class Box(Schema):
-    box_xyxy: tuple[float, float, float, float] = Field(description="pixels, in the input image")
+    box_xyxy: tuple[float, float, float, float] = Field(description="pixels of the input image, not clipped")
     query: int = Field(ge=0, description="index of the matching query")
-    label: str
-    score: float
+    label: str = Field(description="the query text, or 'image query N'")
+    score: float = Field(description="sigmoid of the box's best class logit")
+    relative_score: float | None = Field(None, description="image queries: score relative to the query's best box")
+
+
+class ImageBoxes(Schema):
+    height: int
+    width: int
+    boxes: list[Box] = Field(description="best first")
 
 
 class DetectResponse(Schema):
     model: str
-    results: list[list[Box]] = Field(description="one list of boxes per image")
+    fingerprint: str
+    results: list[ImageBoxes] = Field(description="one entry per image")
 
 
 # ---- segment (pixel-text maps) ------------------------------------------------------------------

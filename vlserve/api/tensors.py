@@ -96,7 +96,29 @@ ZERO_SHOT_CLASSIFIER = ModelIO(
      TensorSpec("EXPLANATION", "BYTES", (1,), doc="JSON {label: [{descriptor, similarity}, ...]}"),
      TensorSpec("ABSTAINED", "BOOL", (1,), doc="top score below ABSTAIN_THRESHOLD")))
 
-TRITON_MODELS: dict[str, ModelIO] = {m.name: m for m in (IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER)}
+DETECTOR = ModelIO(
+    "detector", "images -> boxes for text queries or example images (give QUERIES or QUERY_IMAGES); deployed "
+                "only when a detector spec is configured",
+    (IMAGE, IMAGE_RAW,
+     TensorSpec("QUERIES", "BYTES", (-1,), optional=True, doc="text queries (the same on every row of a request)"),
+     TensorSpec("QUERY_IMAGES", "BYTES", (-1,), optional=True,
+                doc="encoded example images (the same on every row of a request)"),
+     TensorSpec("QUERY_BOXES", "FP32", (-1, 4), optional=True,
+                doc="one x0, y0, x1, y1 pixel box per query image; a row of NaN: the whole image"),
+     TensorSpec("THRESHOLD", "FP32", (1,), optional=True, doc="keep boxes scoring above this (default 0.1)"),
+     TensorSpec("NMS_IOU", "FP32", (1,), optional=True, doc="per-query NMS IoU (default 0.3; 1: none)"),
+     TensorSpec("TOP_K", "INT32", (1,), optional=True, doc="boxes returned per image (default 100)")),
+    (TensorSpec("BOXES", "FP32", (-1, 4), doc="x0, y0, x1, y1 in the image's pixels, best first (NaN past COUNT)"),
+     TensorSpec("SCORES", "FP32", (-1,), doc="sigmoid scores (NaN past COUNT)"),
+     TensorSpec("QUERY", "INT32", (-1,), doc="index of each box's query (-1 past COUNT)"),
+     TensorSpec("RELATIVE_SCORES", "FP32", (-1,),
+                doc="image queries: score relative to the query's best box (transformers' image-guided "
+                    "scores); NaN for text queries"),
+     TensorSpec("COUNT", "INT32", (1,), doc="number of boxes found in this image")))
+
+TRITON_MODELS: dict[str, ModelIO] = {m.name: m for m in (IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, DETECTOR)}
+ENCODER_MODELS = (IMAGE_ENCODER.name, TEXT_ENCODER.name, ZERO_SHOT_CLASSIFIER.name)  # served for the model spec
+DETECTOR_MODELS = (DETECTOR.name,)  # served for the detector spec, when one is configured
 
 
 def markdown_table() -> str:

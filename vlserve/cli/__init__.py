@@ -10,13 +10,13 @@ import logging
 
 import typer
 
-from vlserve.cli import embed, eval, index, serve, toyworld
+from vlserve.cli import detect, embed, eval, index, serve, toyworld
 from vlserve.cli.common import exit_codes_text, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="vlserve: vision-language retrieval and zero-shot classification.",
+                  help="vlserve: vision-language retrieval, zero-shot classification and open-vocabulary detection.",
                   epilog=exit_codes_text())
-for command in (embed.embed, embed.models, embed.info, embed.classify):
+for command in (embed.embed, embed.models, embed.info, embed.classify, detect.detect):
     app.command()(command)
 app.command("serve")(serve.serve)
 app.add_typer(serve.repo_app, name="repo")

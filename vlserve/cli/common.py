@@ -16,6 +16,7 @@ from vlserve.errors import ERROR_TABLE, NotFound, VLServeError, mapping_of
 
 if TYPE_CHECKING:
     from vlserve.models.base import DualEncoder
+    from vlserve.models.detector import Detector
     from vlserve.settings import Runtime, Settings
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="model spec (default: $VLSERVE_MODEL or toy)")]
@@ -49,6 +50,18 @@ def load_model(spec: str | None, device: str | None = None, precision: str | Non
     return load_dual_encoder(spec or settings().model, runtime(device, precision))
 
 
+def load_detector(spec: str | None, device: str | None = None, precision: str | None = None) -> Detector:
+    """The detector named by ``spec``, else by ``VLSERVE_DETECTOR_MODEL`` (there is no default detector)."""
+    from vlserve.errors import InvalidInput
+    from vlserve.models import load_detector as load
+
+    spec = spec or settings().detector_model
+    if not spec:
+        raise InvalidInput("no detector model: give --model SPEC (an OWL-ViT / OWLv2 checkpoint, e.g. "
+                           "hf:google/owlvit-base-patch32) or set VLSERVE_DETECTOR_MODEL", field="model")
+    return load(spec, runtime(device, precision))
+
+
 def print_json(obj: Any) -> None:
     """One compact JSON line on stdout."""
     sys.stdout.write(json.dumps(obj, indent=None, separators=(",", ":")) + "\n")
@@ -61,12 +74,13 @@ def check_files(paths: Sequence[Path]) -> None:
 
 
 @contextmanager
-def naming_files(paths: Sequence[Path | str]) -> Iterator[None]:
-    """An error about item ``i`` of a batch names ``paths[i]`` instead of its position."""
+def naming_files(paths: Sequence[Path | str], fields: tuple[str, ...] | None = None) -> Iterator[None]:
+    """An error about item ``i`` of a batch names ``paths[i]`` instead of its position (only errors
+    about one of ``fields`` when given, e.g. ``("image",)`` when other inputs are lists too)."""
     try:
         yield
     except VLServeError as e:
-        if e.item is None or not 0 <= e.item < len(paths):
+        if e.item is None or not 0 <= e.item < len(paths) or (fields is not None and e.field not in fields):
             raise
         raise type(e).rebuild(f"{paths[e.item]}: {e.message}", field=e.field) from None
 

@@ -51,7 +51,7 @@ def embed(
 
 
 def models() -> None:
-    """List the model families, backends and spec forms vlserve understands."""
+    """List the model families, backends (dual encoders and detectors) and spec forms vlserve understands."""
     from vlserve.models.spec import SPEC_FORMS, aliases
 
     print_json({  # the scoring rules of vlserve.models.base.RULES, without importing torch
@@ -59,6 +59,7 @@ def models() -> None:
                      "siglip": "sigmoid(exp(logit_scale) * cos + logit_bias)",
                      "align": "softmax(cos / temperature)"},
         "backends": {"open_clip": ["CLIP", "SigLIP"], "hf": ["CLIPModel", "SiglipModel", "AlignModel"]},
+        "detectors": {"hf": ["OwlViTForObjectDetection", "Owlv2ForObjectDetection"]},
         "aliases": {k: str(v) for k, v in aliases().items()},
         "spec_forms": [f.split("  ")[0].strip() for f in SPEC_FORMS],
     })
@@ -84,7 +85,7 @@ def classify(
     dimensions: DimsOpt = None,
 ) -> None:
     """Zero-shot classification of images against labels or a descriptor file; prints JSON."""
-    from vlserve.zeroshot.cache import TextEmbeddingCache
+    from vlserve.models.text_cache import TextEmbeddingCache
     from vlserve.zeroshot.classifier import ZeroShotClassifier
     from vlserve.zeroshot.descriptors import load_descriptor_file
     from vlserve.zeroshot.templates import resolve_templates, template_set

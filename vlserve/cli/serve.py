@@ -17,6 +17,9 @@ from vlserve.cli import common
 from vlserve.errors import InvalidInput, ModelUnavailable
 
 repo_app = typer.Typer(no_args_is_help=True, help="Triton model repositories.")
+DetectorOpt = Annotated[str | None, typer.Option(
+    "--detector-model", help="detector spec (OWL-ViT / OWLv2) for the Triton detector model (default: "
+                             "$VLSERVE_DETECTOR_MODEL; without one the detector is not deployed)")]
 
 
 @repo_app.command("build")
@@ -26,15 +29,21 @@ def build(
     prefix: Annotated[str, typer.Option(help="model-name prefix, e.g. clip_ (several families side by side)")] = "",
     max_batch_size: Annotated[int, typer.Option()] = 64,
     instances: Annotated[int, typer.Option(help="instances per model")] = 1,
+    detector_model: DetectorOpt = None,
 ) -> None:
-    """Write image_encoder, text_encoder and zero_shot_classifier for MODEL into OUT."""
+    """Write image_encoder, text_encoder and zero_shot_classifier for MODEL into OUT, and the detector
+    for the detector spec when one is given (--detector-model or $VLSERVE_DETECTOR_MODEL)."""
     from vlserve.serving.repository import RepoOptions, build_repository
 
     if max_batch_size < 1 or instances < 1:
         raise InvalidInput("--max-batch-size and --instances must be >= 1")
+    detector = detector_model or common.settings().detector_model
     written = build_repository(out, model, prefix, opts=RepoOptions(max_batch_size=max_batch_size,
-                                                                    instances=instances))
-    typer.echo(json.dumps({"repository": str(out), "models": [p.name for p in written], "model_spec": model}))
+                                                                    instances=instances), detector_spec=detector)
+    report = {"repository": str(out), "models": [p.name for p in written], "model_spec": model}
+    if detector:
+        report["detector_spec"] = detector
+    typer.echo(json.dumps(report))
 
 
 def serve(
@@ -46,18 +55,21 @@ def serve(
     grpc_port: Annotated[int, typer.Option()] = 8001,
     metrics_port: Annotated[int, typer.Option()] = 8002,
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for readiness")] = 300.0,
+    detector_model: DetectorOpt = None,
 ) -> None:
     """Start tritonserver on a model repository, wait until ready, run until Ctrl-C / SIGTERM."""
     from vlserve.serving.launcher import Ports, TritonServer
     from vlserve.serving.repository import build_repository
 
     settings = common.settings()
-    if repository is not None and model is not None:
-        raise InvalidInput("give --repository or --model, not both")
+    if repository is not None and (model is not None or detector_model is not None):
+        raise InvalidInput("give --repository or --model / --detector-model, not both")
     if repository is None:
         spec = model or settings.model
-        repository = settings.cache_dir / "repositories" / hashlib.sha1(spec.encode()).hexdigest()[:12]
-        build_repository(repository, spec)
+        detector = detector_model or settings.detector_model
+        key = spec if detector is None else f"{spec}|{detector}"
+        repository = settings.cache_dir / "repositories" / hashlib.sha1(key.encode()).hexdigest()[:12]
+        build_repository(repository, spec, detector_spec=detector)
     server = TritonServer(repository, Ports(http_port, grpc_port, metrics_port), host, settings.cache_dir)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -61,10 +61,10 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-class DualEncoder(ABC):
-    """Image and text towers in one embedding space. Outputs are float32, L2-normalised."""
+class LoadedModel:
+    """What every loaded model shares, whatever its capability: the spec it was named by, the
+    runtime, the torch module on its device and dtype (eval mode, no gradients), and a fingerprint."""
 
-    family: Family
     spec: ModelSpec
 
     def __init__(self, spec: ModelSpec, model: torch.nn.Module, runtime: Runtime) -> None:
@@ -75,6 +75,17 @@ class DualEncoder(ABC):
         self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
         if runtime.max_batch < 1:
             raise InvalidInput(f"max_batch must be >= 1, got {runtime.max_batch}", field="max_batch")
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across processes and machines: the spec plus a hash of the weights as loaded."""
+        return hashlib.blake2b(f"{self.spec.canonical}|{self._weights_hash}".encode(), digest_size=8).hexdigest()
+
+
+class DualEncoder(LoadedModel, ABC):
+    """Image and text towers in one embedding space. Outputs are float32, L2-normalised."""
+
+    family: Family
 
     # ---- backend hooks -------------------------------------------------------------------------
     @abstractmethod
@@ -166,11 +177,6 @@ class DualEncoder(ABC):
     @property
     def scoring_rule(self) -> str:
         return RULES[self.family]
-
-    @property
-    def fingerprint(self) -> str:
-        """Stable across processes and machines: the spec plus a hash of the weights as loaded."""
-        return hashlib.blake2b(f"{self.spec.canonical}|{self._weights_hash}".encode(), digest_size=8).hexdigest()
 
     def info(self) -> dict[str, Any]:
         scale, bias = self.scale_and_bias()

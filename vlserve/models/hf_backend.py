@@ -17,41 +17,20 @@ from typing import Any
 
 import torch
 
-from vlserve.errors import Unsupported
 from vlserve.models.base import DualEncoder, Family, Runtime
-from vlserve.models.hub import cache_only_unless_reachable, unavailable
+from vlserve.models.hub import load_transformers
 from vlserve.models.spec import ModelSpec
 
 FAMILIES: dict[str, Family] = {"clip": "clip", "siglip": "siglip", "align": "align"}
-
-
-def _model_class(model_type: str) -> Any:
-    import transformers
-
-    return {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel,
-            "align": transformers.AlignModel}[model_type]
+MODEL_CLASSES = {"clip": "CLIPModel", "siglip": "SiglipModel", "align": "AlignModel"}
 
 
 class HFEncoder(DualEncoder):
     def __init__(self, spec: ModelSpec, runtime: Runtime | None = None) -> None:
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+        from transformers import AutoImageProcessor, AutoTokenizer
 
-        source = spec.local_dir or spec.hub_id
-        assert source is not None
-        with cache_only_unless_reachable() as online:
-            try:
-                config = AutoConfig.from_pretrained(source, local_files_only=not online)
-            except (OSError, ValueError) as e:
-                raise unavailable(spec.raw, e) from e
-            if config.model_type not in FAMILIES:
-                raise Unsupported(f"model spec {spec.raw!r}: model_type {config.model_type!r} is not a dual "
-                                  f"encoder vlserve serves; supported: {', '.join(FAMILIES)}")
-            try:
-                model = _model_class(config.model_type).from_pretrained(source, local_files_only=not online)
-                self._image_processor = AutoImageProcessor.from_pretrained(source, local_files_only=not online)
-                self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not online)
-            except (OSError, ValueError) as e:
-                raise unavailable(spec.raw, e) from e
+        config, model, (self._image_processor, self._tokenizer) = load_transformers(
+            spec, MODEL_CLASSES, "a dual encoder vlserve serves", (AutoImageProcessor, AutoTokenizer))
         self.family = FAMILIES[config.model_type]
         self._context = int(config.text_config.max_position_embeddings)
         vision = config.vision_config

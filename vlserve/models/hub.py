@@ -11,10 +11,14 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from vlserve.errors import ModelUnavailable
+from vlserve.errors import ModelUnavailable, Unsupported
+
+if TYPE_CHECKING:
+    from vlserve.models.spec import ModelSpec
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -64,3 +68,33 @@ def unavailable(spec: str, cause: BaseException) -> ModelUnavailable:
         "file (open_clip:/path/ckpt.safetensors?arch=ARCH), or a warm cache (HF_HOME / HF_HUB_CACHE) populated "
         "on a machine with hub access."
     )
+
+
+def load_transformers(spec: ModelSpec, classes: Mapping[str, str], what: str, parts: tuple[Any, ...]
+                      ) -> tuple[Any, Any, list[Any]]:
+    """(config, model, [part, ...]) for an ``hf:`` spec, read from its folder or the hub cache.
+
+    ``classes`` maps each model type this loader serves to its transformers class name; a config of
+    any other type is :class:`~vlserve.errors.Unsupported`, naming ``what`` the caller serves.
+    ``parts`` are ``from_pretrained`` factories (``AutoTokenizer``, ``AutoProcessor``...).
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    source = spec.local_dir or spec.hub_id
+    assert source is not None
+    with cache_only_unless_reachable() as online:
+        try:
+            config = AutoConfig.from_pretrained(source, local_files_only=not online)
+        except (OSError, ValueError) as e:
+            raise unavailable(spec.raw, e) from e
+        if config.model_type not in classes:
+            raise Unsupported(f"model spec {spec.raw!r}: model_type {config.model_type!r} is not {what}; "
+                              f"supported model types: {', '.join(classes)}", field="model")
+        try:
+            model = getattr(transformers, classes[config.model_type]).from_pretrained(
+                source, local_files_only=not online)
+            loaded = [part.from_pretrained(source, local_files_only=not online) for part in parts]
+        except (OSError, ValueError) as e:
+            raise unavailable(spec.raw, e) from e
+    return config, model, loaded

@@ -8,12 +8,16 @@ Forms::
                                                 seed 0 unless ``&seed=N``: a spec is always the same weights)
     open_clip:local-dir:/path                   open_clip_config.json + weights in a folder
     open_clip:/path/ckpt.safetensors?arch=ViT-B-32   a checkpoint file and its architecture
-    hf:openai/clip-vit-base-patch32             a Hugging Face hub id (CLIP, SigLIP or ALIGN)
+    hf:openai/clip-vit-base-patch32             a Hugging Face hub id (CLIP, SigLIP or ALIGN; OWL-ViT or
+                                                OWLv2 for detection)
     hf:/local/dir                               a transformers save_pretrained folder
 
-An alias names a local open_clip folder. Aliases are registered from above, never imported by this
-layer: :func:`register_alias` at run time, or an entry point in the ``vlserve.model_aliases`` group
-whose object is the folder (the toy world registers ``toy`` this way in ``pyproject.toml``).
+An alias names a local folder: an open_clip local-dir (``open_clip_config.json``), or a transformers
+``save_pretrained`` folder (``config.json``, no ``open_clip_config.json``), which then loads as
+``hf:/that/folder`` would (a CLIP dual encoder, or an OWL-ViT / OWLv2 detector). Aliases are
+registered from above, never imported by this layer: :func:`register_alias` at run time, or an entry
+point in the ``vlserve.model_aliases`` group whose object is the folder (the toy world registers
+``toy`` this way in ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -38,12 +42,12 @@ SPEC_FORMS = (
     "open_clip:local-dir:/path            folder with open_clip_config.json + weights",
     "open_clip:/path/ckpt.safetensors?arch=ARCH",
     "hf:ORG/NAME                          e.g. hf:google/siglip-base-patch16-224",
-    "hf:/path/to/save_pretrained_dir      CLIPModel, SiglipModel or AlignModel",
+    "hf:/path/to/save_pretrained_dir      CLIPModel, SiglipModel or AlignModel (OWL-ViT / OWLv2: detectors)",
 )
 
 
 def register_alias(name: str, folder: str | Path) -> None:
-    """Let ``name`` stand for the open_clip local-dir ``folder``."""
+    """Let ``name`` stand for ``folder`` (an open_clip local-dir or a transformers folder)."""
     _ALIASES[name] = Path(folder)
 
 
@@ -105,7 +109,7 @@ def parse_spec(spec: str) -> ModelSpec:
         raise _unknown(spec, "empty")
     known_aliases = aliases()
     if spec in known_aliases:
-        return ModelSpec(raw=spec, backend="open_clip", local_dir=str(known_aliases[spec]))
+        return _alias_spec(spec, known_aliases[spec])
     scheme, sep, body = spec.partition(":")
     if not sep or scheme not in SCHEMES:
         raise _unknown(spec, f"unknown scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}; "
@@ -124,6 +128,14 @@ def parse_spec(spec: str) -> ModelSpec:
             return ModelSpec(raw=spec, backend="hf", local_dir=str(Path(body).expanduser()))
         return ModelSpec(raw=spec, backend="hf", hub_id=body)
     return _parse_open_clip(spec, body, opts)
+
+
+def _alias_spec(name: str, folder: Path) -> ModelSpec:
+    """An alias's folder: a transformers folder loads as ``hf:``, anything else as an open_clip local-dir
+    (whose loader says what is missing when the folder is neither)."""
+    if (folder / "config.json").is_file() and not (folder / "open_clip_config.json").is_file():
+        return ModelSpec(raw=name, backend="hf", local_dir=str(folder))
+    return ModelSpec(raw=name, backend="open_clip", local_dir=str(folder))
 
 
 def _parse_open_clip(spec: str, body: str, opts: dict[str, str]) -> ModelSpec:

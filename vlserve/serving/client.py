@@ -17,10 +17,20 @@ from typing import Any, Literal
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from vlserve.api.tensors import IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, ModelIO
-from vlserve.errors import TRITON_CODE_TYPES, InvalidInput, ModelUnavailable, VLServeError, from_transport_message
+from vlserve.api.tensors import DETECTOR, IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, ModelIO
+from vlserve.errors import (
+    TRITON_CODE_TYPES,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    VLServeError,
+    from_transport_message,
+)
 
 Protocol = Literal["http", "grpc"]
+Box = tuple[float, float, float, float]
+NOT_DEPLOYED_HINTS = {DETECTOR.name: "the detector is deployed only when a detector spec is configured "
+                                     "(VLSERVE_DETECTOR_MODEL, or `vlserve serve --detector-model SPEC`)"}
 
 
 @dataclass
@@ -35,6 +45,22 @@ class Classification:
     @property
     def multi_label(self) -> bool:
         return self.rule.startswith("sigmoid")
+
+
+@dataclass
+class Detections:
+    """The boxes found in one image, best first: ``boxes`` [K, 4] (x0, y0, x1, y1 in the image's
+    pixels), ``scores`` [K], ``queries`` [K] (index of each box's query), ``labels`` (each box's query
+    text, or "image query N"), ``relative_scores`` [K] (image queries; NaN for text queries)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    queries: np.ndarray
+    labels: list[str]
+    relative_scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 # How Triton reports each of its error codes: HTTP status, gRPC status.
@@ -69,6 +95,21 @@ def _call_failed(exc: BaseException) -> VLServeError | None:
     if isinstance(exc, OSError | TimeoutError):  # refused, reset, unreachable, timed out
         return ModelUnavailable(f"cannot reach Triton: {exc}")
     return None
+
+
+def _not_deployed(exc: BaseException, model: str, ready: Any) -> VLServeError | None:
+    """NotFound when a call failed with Triton's own error (no vlserve payload) because ``model`` is not
+    loaded on the server (``ready(model)`` is false); None otherwise, or when that cannot be told."""
+    if not isinstance(exc, InferenceServerException) or from_transport_message(exc.message() or "") is not None:
+        return None
+    try:
+        if ready(model):
+            return None
+    except Exception:  # the server cannot say: keep the original error
+        return None
+    hint = next((h for name, h in NOT_DEPLOYED_HINTS.items() if model.endswith(name)), "")
+    return NotFound(f"model {model!r} is not deployed on this Triton server" + (f": {hint}" if hint else ""),
+                    field="model")
 
 
 def _module(protocol: Protocol, aio: bool) -> Any:
@@ -153,6 +194,38 @@ class _Requests:
                 inputs.append(_tensor(self.mod, io, name, _column([value])))
         return inputs
 
+    def detect(self, images: Sequence[bytes | np.ndarray], queries: Sequence[str] | None,
+               query_images: Sequence[bytes] | None, query_boxes: Sequence[Box | None] | None,
+               threshold: float | None, nms_iou: float | None, top_k: int | None) -> list[Any]:
+        io = DETECTOR
+        inputs = self.images(images, None, io)
+        n = len(images)
+        if queries:
+            inputs.append(_tensor(self.mod, io, "QUERIES", np.array([list(queries)] * n, dtype=np.object_)))
+        if query_images:
+            blobs = np.empty((n, len(query_images)), dtype=np.object_)
+            for row in range(n):
+                blobs[row, :] = [bytes(b) for b in query_images]
+            inputs.append(_tensor(self.mod, io, "QUERY_IMAGES", blobs))
+        if query_boxes is not None:
+            boxes = np.array([[np.nan] * 4 if b is None else list(b) for b in query_boxes], np.float32)
+            inputs.append(_tensor(self.mod, io, "QUERY_BOXES", np.broadcast_to(boxes, (n, *boxes.shape)).copy()))
+        for name, value in {"THRESHOLD": threshold, "NMS_IOU": nms_iou, "TOP_K": top_k}.items():
+            if value is not None:
+                inputs.append(_tensor(self.mod, io, name, np.full((n, 1), value)))
+        return inputs
+
+    @staticmethod
+    def detections(result: Any, queries: Sequence[str] | None, query_images: Sequence[bytes] | None
+                   ) -> list[Detections]:
+        labels = list(queries or []) or [f"image query {i}" for i in range(len(query_images or []))]
+        out = []
+        for row, count in enumerate(result.as_numpy("COUNT")[:, 0]):
+            q = result.as_numpy("QUERY")[row, :count]
+            out.append(Detections(result.as_numpy("BOXES")[row, :count], result.as_numpy("SCORES")[row, :count],
+                                  q, [labels[int(i)] for i in q], result.as_numpy("RELATIVE_SCORES")[row, :count]))
+        return out
+
     @staticmethod
     def classification(result: Any) -> Classification:
         labels = [v.decode() for v in result.as_numpy("LABEL")[0] if v]
@@ -180,7 +253,7 @@ class VLServeClient:
             failed = _call_failed(e)
             if failed is None:
                 raise
-            raise failed from None
+            raise _not_deployed(e, self.prefix + model, self._client.is_model_ready) or failed from None
 
     def ready(self) -> bool:
         try:
@@ -202,6 +275,15 @@ class VLServeClient:
                                     abstain_threshold, dimensions)
         return self._req.classification(self._infer(ZERO_SHOT_CLASSIFIER.name, inputs))
 
+    def detect(self, images: Sequence[bytes | np.ndarray], queries: Sequence[str] | None = None, *,
+               query_images: Sequence[bytes] | None = None, query_boxes: Sequence[Box | None] | None = None,
+               threshold: float | None = None, nms_iou: float | None = None, top_k: int | None = None
+               ) -> list[Detections]:
+        """Boxes in each image for text ``queries`` or example ``query_images`` (each with an optional
+        pixel box); options default to the server's (threshold 0.1, NMS IoU 0.3, top-k 100)."""
+        inputs = self._req.detect(images, queries, query_images, query_boxes, threshold, nms_iou, top_k)
+        return self._req.detections(self._infer(DETECTOR.name, inputs), queries, query_images)
+
     def close(self) -> None:
         self._client.close()
 
@@ -222,7 +304,17 @@ class AsyncVLServeClient:
             failed = _call_failed(e)
             if failed is None:
                 raise
-            raise failed from None
+            not_deployed = None
+            if isinstance(e, InferenceServerException):
+                ready = await self._ready_or_none(self.prefix + model)
+                not_deployed = _not_deployed(e, self.prefix + model, lambda _: ready is not False)
+            raise not_deployed or failed from None
+
+    async def _ready_or_none(self, model: str) -> bool | None:
+        try:
+            return bool(await self._client.is_model_ready(model))
+        except Exception:
+            return None
 
     async def embed_images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None = None) -> np.ndarray:
         return (await self._infer(IMAGE_ENCODER.name, self._req.images(images, dimensions))).as_numpy("EMBEDDING")
@@ -237,6 +329,13 @@ class AsyncVLServeClient:
         inputs = self._req.classify(image, labels, templates, descriptors, head, top_k, multi_label,
                                     abstain_threshold, dimensions)
         return self._req.classification(await self._infer(ZERO_SHOT_CLASSIFIER.name, inputs))
+
+    async def detect(self, images: Sequence[bytes | np.ndarray], queries: Sequence[str] | None = None, *,
+                     query_images: Sequence[bytes] | None = None, query_boxes: Sequence[Box | None] | None = None,
+                     threshold: float | None = None, nms_iou: float | None = None, top_k: int | None = None
+                     ) -> list[Detections]:
+        inputs = self._req.detect(images, queries, query_images, query_boxes, threshold, nms_iou, top_k)
+        return self._req.detections(await self._infer(DETECTOR.name, inputs), queries, query_images)
 
     async def close(self) -> None:
         await self._client.close()

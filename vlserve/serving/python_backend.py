@@ -37,6 +37,18 @@ def load_engine(args: dict[str, str]) -> Any:
     device ``auto`` is the instance Triton placed (``KIND_AUTO``: a GPU when present).
     """
     from vlserve.models import load_dual_encoder
+
+    return _load(args, load_dual_encoder)
+
+
+def load_detector_engine(args: dict[str, str]) -> Any:
+    """The detector named by the ``MODEL_SPEC`` parameter (runtime as :func:`load_engine`)."""
+    from vlserve.models import load_detector
+
+    return _load(args, load_detector)
+
+
+def _load(args: dict[str, str], loader: Callable[[str, Any], Any]) -> Any:
     from vlserve.settings import Settings
 
     params = parameters(args)
@@ -50,7 +62,7 @@ def load_engine(args: dict[str, str]) -> Any:
     runtime = settings.runtime(device=device, precision=params.get("PRECISION"),
                                max_batch=_int_param(params, "MAX_BATCH"),
                                max_image_pixels=_int_param(params, "MAX_IMAGE_PIXELS"))
-    engine = load_dual_encoder(params["MODEL_SPEC"], runtime)
+    engine = loader(params["MODEL_SPEC"], runtime)
     log.info("loaded %s (%s) on %s", params["MODEL_SPEC"], engine.fingerprint, engine.device)
     return engine
 
@@ -114,6 +126,16 @@ def strings(arr: np.ndarray | None) -> list[str]:
         except UnicodeDecodeError:
             raise InvalidInput("text inputs must be UTF-8") from None
     return out
+
+
+def same_on_every_row(arr: np.ndarray | None, name: str) -> np.ndarray | None:
+    """A per-request input sent on every row of a batched request (e.g. the queries of a detection
+    over N images): the first row, after checking the others repeat it."""
+    if arr is None or len(arr) == 0:
+        return None
+    if any(not np.array_equal(row, arr[0]) for row in arr[1:]):
+        raise InvalidInput(f"{name} must be the same on every row of a request", field=name)
+    return np.asarray(arr[0])
 
 
 def image_inputs(pb_utils: Any, request: Any) -> list[Any]:

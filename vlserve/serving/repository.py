@@ -5,14 +5,20 @@ adapter code lives once, in the installed package; the inputs and outputs come f
 :mod:`vlserve.api.tensors`; the model spec string lives in each config's ``parameters``
 (``MODEL_SPEC``). Instances use ``KIND_AUTO``: Triton places them on a GPU when one is present, on
 the CPU otherwise, and the adapter picks the matching torch device (fp16 on CUDA).
+
+The encoder models (``image_encoder``, ``text_encoder``, ``zero_shot_classifier``) serve the model
+spec; the ``detector`` serves a detector spec (an OWL-ViT / OWLv2 checkpoint) and is written only
+when one is given: without it the repository has no ``detector`` folder, and Triton answers a
+detection request with "unknown model" (the client: not deployed).
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlserve.api.tensors import TRITON_MODELS
+from vlserve.api.tensors import DETECTOR_MODELS, ENCODER_MODELS, TRITON_MODELS
 from vlserve.errors import InvalidInput
 from vlserve.models.spec import parse_spec
 
@@ -55,24 +61,42 @@ instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
 """
 
 
-def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, ...] = MODELS,
-                     opts: RepoOptions | None = None) -> list[Path]:
-    """Write (or overwrite) ``prefix + model`` folders for ``spec`` under ``out``."""
+def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, ...] | None = None,
+                     opts: RepoOptions | None = None, detector_spec: str | None = None) -> list[Path]:
+    """Write (or overwrite) ``prefix + model`` folders under ``out``: the encoder models for ``spec``,
+    and the detector for ``detector_spec`` when given. ``models`` picks a subset (default: all of
+    those). A full build (``models`` not given) without a detector spec removes a ``detector`` folder
+    left by an earlier build, so a detector is never served with a stale spec."""
     parse_spec(spec)  # refuse unknown specs before writing anything
+    if detector_spec is not None:
+        parse_spec(detector_spec)
     opts = opts or RepoOptions()
+    full_build = models is None
+    if models is None:
+        models = ENCODER_MODELS + (DETECTOR_MODELS if detector_spec is not None else ())
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise InvalidInput(f"unknown repository model(s) {unknown}; known: {', '.join(MODELS)}")
+    if detector_spec is None and any(m in DETECTOR_MODELS for m in models):
+        raise InvalidInput("the detector model needs a detector spec (an OWL-ViT / OWLv2 checkpoint): "
+                           "--detector-model SPEC or VLSERVE_DETECTOR_MODEL", field="detector_model")
     if prefix and not prefix.replace("_", "").replace("-", "").isalnum():
         raise InvalidInput(f"prefix {prefix!r} must be letters, digits, '_' or '-'")
     written = []
     for kind in models:
         folder = out / f"{prefix}{kind}"
         (folder / "1").mkdir(parents=True, exist_ok=True)
-        (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, spec, opts))
+        model_spec = detector_spec if kind in DETECTOR_MODELS else spec
+        assert model_spec is not None
+        (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, model_spec, opts))
         (folder / "1" / "model.py").write_text(
             f'"""vlserve {kind} (Triton python backend); the adapter is vlserve.serving.backend_models.{kind}."""\n\n'
             f"from vlserve.serving.backend_models.{kind} import TritonPythonModel\n\n"
             '__all__ = ["TritonPythonModel"]\n')
         written.append(folder)
+    if full_build and detector_spec is None:
+        for kind in DETECTOR_MODELS:
+            stale = out / f"{prefix}{kind}"
+            if (stale / "config.pbtxt").is_file():
+                shutil.rmtree(stale)
     return written

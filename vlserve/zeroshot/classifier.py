@@ -21,7 +21,7 @@ import numpy as np
 from vlserve.errors import InvalidInput, NotFound, Unsupported
 from vlserve.models.base import DualEncoder, scores_from_logits
 from vlserve.models.images import ImageInput
-from vlserve.zeroshot.cache import TextEmbeddingCache
+from vlserve.models.text_cache import TextEmbeddingCache
 from vlserve.zeroshot.heads import DEFAULT_MAX_LABELS, DescriptorHead, Head, TemplateHead, load_head, save_head
 from vlserve.zeroshot.templates import template_set
 

@@ -23,7 +23,7 @@ import numpy as np
 from vlserve.errors import InvalidInput
 from vlserve.matryoshka import truncate
 from vlserve.models.base import DualEncoder
-from vlserve.zeroshot.cache import TextEmbeddingCache
+from vlserve.models.text_cache import TextEmbeddingCache
 from vlserve.zeroshot.descriptors import descriptor_prompt, validate_descriptors
 
 DEFAULT_MAX_LABELS = 10_000

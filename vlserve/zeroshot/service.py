@@ -17,7 +17,7 @@ import torch
 from vlserve.errors import InvalidInput
 from vlserve.matryoshka import check_dimensions
 from vlserve.models.base import DualEncoder
-from vlserve.zeroshot.cache import TextEmbeddingCache
+from vlserve.models.text_cache import TextEmbeddingCache
 from vlserve.zeroshot.classifier import Prediction, ZeroShotClassifier
 from vlserve.zeroshot.descriptors import validate_descriptors
 from vlserve.zeroshot.heads import Head
