@@ -130,3 +130,39 @@ def retrieval(
         report["attribute_queries"] = {"n": len(queries), "examples": queries[:3],
                                        "precision@10": attribute_precision(img, enc.encode_texts(queries), hits, dims)}
     _emit({"task": "retrieval", **_about(enc, data), "seconds": round(time.time() - t0, 2), **report}, out)
+
+
+@eval_app.command("detection")
+def detection(
+    data: Annotated[str, typer.Option(help="toyworld:SPLIT (multi-object v2 scenes; SPLIT: test | val | heldout) "
+                                           "or a COCO annotation file (instances.json)")] = "toyworld:test",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="detector spec (OWL-ViT / OWLv2; default: "
+                                                                 "VLSERVE_DETECTOR_MODEL)")] = None,
+    images: Annotated[Path | None, typer.Option(help="COCO file's image folder (default: beside the file)")] = None,
+    threshold: Annotated[float, typer.Option(help="lowest score kept (AP wants a low one)")] = 0.01,
+    nms: Annotated[float, typer.Option("--nms", help="per-query NMS IoU (1: off)")] = 0.5,
+    top_k: Annotated[int, typer.Option(help="boxes kept per image")] = 100,
+    n: NOpt = 300,
+    out: OutOpt = None,
+) -> None:
+    """COCO AP (pycocotools) of a detector: text queries (shapes; colour+shape), image queries and a
+    per-style breakdown on toy scenes, or text queries by category name on a COCO file."""
+    from vlserve.cli.common import load_detector
+    from vlserve.detection.engine import ObjectDetector
+    from vlserve.evaluation.detection import coco_file_report, toy_detection_report
+
+    if data.startswith("toyworld:") and data.removeprefix("toyworld:") not in ("val", "test", "heldout"):
+        raise InvalidInput(f"--data: toy-world detection scenes come from val, test or heldout, got {data!r}",
+                           field="data")
+    if not data.startswith("toyworld:") and not Path(data).is_file():
+        raise InvalidInput(f"--data: {data!r} is neither toyworld:SPLIT nor a COCO annotation file", field="data")
+    det = ObjectDetector(load_detector(model))
+    t0 = time.time()
+    with tqdm(desc="images", unit="img") as bar:
+        if data.startswith("toyworld:"):
+            report = toy_detection_report(det, data.removeprefix("toyworld:"), n, threshold, nms, top_k,
+                                          progress=bar.update)
+        else:
+            report = coco_file_report(det, Path(data), images, n, threshold, nms, top_k, progress=bar.update)
+    _emit({"task": "detection", "model": det.model.spec.raw, "fingerprint": det.model.fingerprint, "data": data,
+           "seconds": round(time.time() - t0, 2), **report}, out)

@@ -12,6 +12,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Detection:
 
 
 def coco_ap(ground_truth: Sequence[Sequence[GroundTruth]], detections: Sequence[Sequence[Detection]],
-            categories: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> dict[str, object]:
+            categories: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """AP (IoU .50:.95), AP50, AP75 over ``categories`` (those with ground truth), and AP50 per category.
 
     ``image_sizes`` are (height, width) per image. Detections of categories outside ``categories`` are

@@ -26,5 +26,5 @@ def raw_ap50(model: Any, split: str = "val", n: int = 200) -> dict[str, float | 
         gts = [[GroundTruth(tuple(map(float, o.box)), label(o)) for o in s.objects] for s in scenes]  # type: ignore[arg-type]
         dets = [[Detection(box, names[q], score) for box, q, score in r if names[q] in cats] for r in raw]
         ap = coco_ap(gts, dets, cats, sizes)["AP50"]
-        out[key] = None if ap is None else round(float(ap), 4)  # type: ignore[arg-type]
+        out[key] = None if ap is None else round(float(ap), 4)
     return out
