@@ -8,6 +8,7 @@ PY=${1:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 $PY benchmarks/bench_zeroshot.py --rounds 5 --ensemble-labels 25
 $PY benchmarks/bench_triton.py --rounds 5 --seconds 5
+$PY benchmarks/bench_detection.py --rounds 5 --seconds 2 --images 8
 $PY benchmarks/bench_ingest.py --n 192 --rounds 5
 $PY benchmarks/bench_funnel.py --n 1000000 --methods funnel
 $PY benchmarks/bench_funnel.py --data toy --n 30000 --tag _toy
