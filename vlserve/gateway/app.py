@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 import vlserve
 from vlserve.api import schemas
-from vlserve.errors import NotFound, VLServeError, mapping_of
+from vlserve.errors import ModelUnavailable, NotFound, VLServeError
 from vlserve.gateway.errors import error_response, invalid_request
 from vlserve.gateway.fetch import UrlFetcher
 from vlserve.gateway.guard import RequestGuard
@@ -92,9 +92,13 @@ def _add_error_handlers(app: FastAPI, gw: Gateway) -> None:
 
     async def on_vlserve_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, VLServeError)
-        if mapping_of(exc).http_status >= 500 and type(exc) is VLServeError:
+        if type(exc) is VLServeError:
             log.error("internal error on %s %s: %s", request.method, request.url.path, exc)
             exc = VLServeError("internal error (logged by the gateway)")
+        elif isinstance(exc, ModelUnavailable):  # the transport's details (addresses, gRPC status) stay here
+            log.debug("model server unavailable on %s %s: %s", request.method, request.url.path, exc)
+            exc = ModelUnavailable("the model server is unavailable (down, restarting or still loading); retry "
+                                   f"after {retry} s")
         return answer(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
