@@ -122,3 +122,20 @@ def test_allowed_dimensions_follow_the_matryoshka_prefixes() -> None:
     plain.check_dimensions(100)
     with pytest.raises(InvalidInput, match=r"use one of 1\.\.128"):
         plain.check_dimensions(129)
+
+
+def test_cors_opens_only_to_the_configured_origins_and_preflight_needs_no_key() -> None:
+    from starlette.testclient import TestClient
+
+    from vlserve.gateway.app import create_app
+
+    settings = Settings(cors_origins=["https://app.example"], api_keys="k1")  # type: ignore[arg-type]
+    client = TestClient(create_app(settings))  # no lifespan: nothing here calls Triton
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    ok = client.options("/v1/embeddings", headers={"Origin": "https://app.example", **preflight})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+    other = client.options("/v1/embeddings", headers={"Origin": "https://elsewhere.example", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+    refused = client.get("/v1/models", headers={"Origin": "https://app.example"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://app.example"
+    assert client.get("/healthz").json() == {"status": "ok"}
