@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from vlserve.errors import InvalidInput, UnsupportedMediaType
@@ -40,8 +41,8 @@ async def read_body(request: Request, schema: type[M], form: FormReader | None =
     elif form is not None and kind == "multipart/form-data":
         try:
             parts = await request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS)
-        except (ValueError, KeyError, AssertionError) as e:  # starlette / python-multipart parse errors
-            raise InvalidInput(f"malformed multipart body: {e}") from None
+        except HTTPException as e:  # starlette's answer to a multipart body it cannot parse
+            raise InvalidInput(f"malformed multipart body: {e.detail}") from None
         data = await form(parts)
     else:
         accepted = "application/json" + (" or multipart/form-data" if form is not None else "")

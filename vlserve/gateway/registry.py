@@ -164,7 +164,10 @@ class Registry:
         """Poll readiness forever; rediscover when Triton (re)appears and every ``refresh_s`` while up."""
         last_refresh = 0.0
         while True:
-            ready = await self.root.ready()
+            try:  # a Triton that accepts connections but does not answer is not ready either
+                ready = await asyncio.wait_for(self.root.ready(), timeout=5)
+            except TimeoutError:
+                ready = False
             due = time.monotonic() - last_refresh > self.refresh_s
             if ready and (not self.triton_ready or due or not self.discovered):
                 try:
