@@ -153,3 +153,10 @@ def test_multipart_upload_errors_name_the_file(stack: Stack) -> None:
                                                ("image", ("empty.png", b"", "image/png"))],
                         data={"labels": "star,circle"})
     assert r.status_code == 400 and r.json()["error"]["message"] == "images 1: empty image (0 bytes)", r.text
+
+
+def test_malformed_multipart_is_a_400(stack: Stack) -> None:
+    r = stack.http.post("/v1/classify", content=b"--nope\r\nno headers here",
+                        headers={"Content-Type": "multipart/form-data; boundary=XYZ"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_input", r.text
+    assert stack.embed(["still serving"]).shape == (1, 128)
