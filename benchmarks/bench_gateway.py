@@ -9,8 +9,8 @@ process, driven by an asyncio client (aiohttp) in this process.
    the same concurrency through the gateway (HTTP JSON) and straight to Triton (tritonclient gRPC aio),
    ``--seconds`` per arm, in interleaved paired rounds after a warm-up (``_common.paired_rounds``).
    Target: gateway / Triton >= 0.85 (median of the per-round ratios).
-3. **Triton goes away**: a steady stream of embedding requests; Triton is stopped mid-stream (SIGTERM
-   to its process group), then started again on the same ports. Every answer must be a 200 or a
+3. **Triton goes away**: a steady stream of embedding requests; Triton is killed mid-stream (SIGKILL
+   to its process group: a crash), then started again on the same ports 3 s later. Every answer must be a 200 or a
    clean 503 (with Retry-After), none dropped; reports how long until 503s began and until 200s
    resumed after Triton was ready, without touching the gateway.
 
@@ -24,7 +24,9 @@ import asyncio
 import base64
 import io
 import json
+import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -178,8 +180,14 @@ async def triton_rate(grpc_url: str, model: str, tensor: str, values: list[bytes
     return done / (time.perf_counter() - t)
 
 
+def kill(triton: Any) -> None:
+    """A crash: SIGKILL to Triton's process group (the server and its python-backend stubs)."""
+    os.killpg(triton.process.pid, signal.SIGKILL)
+    triton.process.wait()
+
+
 async def outage(url: str, triton: Any, concurrency: int, before_s: float, ready_timeout: float) -> dict[str, Any]:
-    """A steady embedding stream while Triton is stopped and started again."""
+    """A steady embedding stream while Triton is killed and started again."""
     import aiohttp
 
     body = json.dumps({"model": "toy", "input": ["a red star"]}).encode()
@@ -204,9 +212,8 @@ async def outage(url: str, triton: Any, concurrency: int, before_s: float, ready
         async def operator() -> None:
             loop = asyncio.get_running_loop()
             await asyncio.sleep(before_s)
-            marks["stop_called"] = time.monotonic()
-            await loop.run_in_executor(None, triton.stop)
-            marks["stopped"] = time.monotonic()
+            marks["killed"] = time.monotonic()
+            await loop.run_in_executor(None, kill, triton)
             await asyncio.sleep(3)
             marks["start_called"] = time.monotonic()
             await loop.run_in_executor(None, triton.start)
@@ -228,8 +235,8 @@ async def outage(url: str, triton: Any, concurrency: int, before_s: float, ready
         "dropped_connections": sum(dropped.values()),
         "other_5xx": sum(n for s, n in statuses.items() if s >= 500 and s != 503),
         "every_503_has_retry_after": all(ra is not None for _, s, ra in events if s == 503),
-        "triton_stop_s": round(marks["stopped"] - marks["stop_called"], 2),
-        "first_503_after_stop_called_s": None if first_503 is None else round(first_503 - marks["stop_called"], 2),
+        "how": "SIGKILL to Triton's process group (server and stubs), 3 s down, then started on the same ports",
+        "first_503_after_kill_s": None if first_503 is None else round(first_503 - marks["killed"], 2),
         "triton_restart_to_ready_s": round(marks["ready"] - marks["start_called"], 1),
         "first_200_after_triton_ready_s": None if first_200_after is None else round(first_200_after - marks["ready"],
                                                                                       2),
