@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    -> installs into .venv (once) and serves the embedded default model through Triton
+#   make run    -> installs into .venv (once) and serves the embedded default model: Triton + the HTTP gateway
 #   make test   -> installs into .venv (once) and runs the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/vlserve serve --repository model_repository
+	$(VENV)/bin/vlserve serve --repository model_repository --toy-index toyworld
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check vlserve tests

@@ -14,3 +14,4 @@ $PY benchmarks/bench_funnel.py --n 1000000 --methods funnel
 $PY benchmarks/bench_funnel.py --data toy --n 30000 --tag _toy
 $PY benchmarks/bench_precision.py --batch 16 --rounds 5
 $PY benchmarks/parity_report.py
+nice -n 19 $PY benchmarks/bench_gateway.py

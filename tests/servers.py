@@ -1,4 +1,5 @@
-"""Servers started by tests (and benchmarks): free TCP ports, a tritonserver for the length of a block."""
+"""Servers started by tests (and benchmarks): free TCP ports, a tritonserver and the HTTP gateway for
+the length of a block."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vlserve.serving.launcher import Ports, TritonServer
+from vlserve.serving.launcher import GatewayServer, ManagedProcess, Ports, TritonServer
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -22,15 +23,33 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 @contextmanager
-def running_triton(repo: Path, cache_dir: Path, env: dict[str, str] | None = None,
-                   ready_timeout: float = 240) -> Iterator[TritonServer]:
-    """tritonserver on ``repo`` (free ports), ready inside the block, stopped after it; ``env`` is
-    added to its environment (and so to its models' stubs)."""
-    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=cache_dir)
-    server.install.env.update(env or {})
+def running(server: ManagedProcess, ready_timeout: float) -> Iterator[ManagedProcess]:
+    """``server`` started and ready inside the block, stopped after it."""
     server.start()
     try:
         server.wait_ready(ready_timeout)
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def running_triton(repo: Path, cache_dir: Path, env: dict[str, str] | None = None,
+                   ready_timeout: float = 240) -> Iterator[TritonServer]:
+    """tritonserver on ``repo`` (free ports), ready inside the block, stopped after it; ``env`` is
+    added to its environment (and so to its models' stubs)."""
+    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=cache_dir)
+    server.install.env.update(env or {})
+    with running(server, ready_timeout):
+        yield server
+
+
+@contextmanager
+def running_gateway(triton_url: str, index_dir: Path, log_dir: Path, env: dict[str, str] | None = None,
+                    ready_timeout: float = 120) -> Iterator[GatewayServer]:
+    """The gateway (``vlserve gateway``, its own process) in front of Triton's gRPC ``triton_url``, on a
+    free port; ``env`` holds its settings (``VLSERVE_*``)."""
+    server = GatewayServer(free_ports(1)[0], triton_url, index_dir=index_dir, log_file=log_dir / "gateway.log",
+                           env=env)
+    with running(server, ready_timeout):
+        yield server

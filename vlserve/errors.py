@@ -103,6 +103,30 @@ class ModelUnavailable(VLServeError):
     code = "model_unavailable"
 
 
+class Unauthorized(VLServeError):
+    """A request without a valid API key where keys are required (the key itself is never echoed)."""
+
+    code = "unauthorized"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body over the size limit (``VLSERVE_MAX_BODY_BYTES``)."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body of a content type the endpoint does not take (e.g. text/plain for JSON)."""
+
+    code = "unsupported_media_type"
+
+
+class Overloaded(VLServeError):
+    """Too many requests in flight (``VLSERVE_MAX_IN_FLIGHT``): nothing was done; retry after a moment."""
+
+    code = "overloaded"
+
+
 class MissingExtra(VLServeError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -131,6 +155,10 @@ ERROR_TABLE: dict[type[VLServeError], ErrorMapping] = {
     IndexBusy: ErrorMapping(409, "UNAVAILABLE", 7),
     ModelUnavailable: ErrorMapping(503, "UNAVAILABLE", 8),
     MissingExtra: ErrorMapping(501, "UNSUPPORTED", 9),
+    Unauthorized: ErrorMapping(401, "INVALID_ARG", 10),
+    PayloadTooLarge: ErrorMapping(413, "INVALID_ARG", 11),
+    UnsupportedMediaType: ErrorMapping(415, "INVALID_ARG", 12),
+    Overloaded: ErrorMapping(429, "UNAVAILABLE", 13),
 }
 # The type a bare Triton code stands for when the error carries no vlserve fields (Triton's own errors).
 TRITON_CODE_TYPES: dict[str, type[VLServeError]] = {

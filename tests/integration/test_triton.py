@@ -171,22 +171,28 @@ def test_health_ready_and_metrics(server):
 
 
 def test_serve_command_starts_and_stops_cleanly(tmp_path):
-    http, grpc, metrics = free_ports(3)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLSERVE_CACHE_DIR": str(tmp_path)}
+    """`vlserve serve` starts Triton and the HTTP gateway, prints both URLs, and SIGTERM stops both."""
+    http, grpc, metrics, gateway = free_ports(4)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLSERVE_CACHE_DIR": str(tmp_path),
+           "VLSERVE_INDEX_DIR": str(tmp_path / "index")}
     proc = subprocess.Popen([sys.executable, "-m", "vlserve", "serve", "--model", "toy", "--http-port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--gateway-port", str(gateway)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         status = json.loads(line)
         assert status["status"] == "ready" and status["http"] == f"http://127.0.0.1:{http}"
+        assert status["gateway"] == f"http://127.0.0.1:{gateway}"
         assert VLServeClient(f"127.0.0.1:{http}").embed_texts(["a star"]).shape == (1, 128)
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway}/healthz", timeout=10) as r:
+            assert json.loads(r.read()) == {"status": "ok"}
         t0 = time.time()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert time.time() - t0 < 60
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", http), timeout=2)
+        for port in (http, gateway):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=2)
     finally:
         proc.kill()
 

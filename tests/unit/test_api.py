@@ -17,8 +17,9 @@ from vlserve.serving.repository import RepoOptions, config_pbtxt
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_contract_and_client_import_no_torch() -> None:
-    code = ("import sys, vlserve.api, vlserve.api.schemas, vlserve.serving.client; "
+def test_contract_client_gateway_and_cli_import_no_torch() -> None:
+    code = ("import sys, vlserve.api, vlserve.api.schemas, vlserve.serving.client, vlserve.gateway.app, "
+            "vlserve.gateway.server, vlserve.cli; "
             "print([m for m in ('torch', 'torchvision', 'open_clip', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout
@@ -38,15 +39,16 @@ def test_config_declares_exactly_the_contract(name: str) -> None:
 
 
 def test_schemas_bound_their_lists_and_refuse_unknown_fields() -> None:
-    schemas.EmbedRequest(texts=["a red circle"], dimensions=64)
-    with pytest.raises(ValidationError, match="at most 256"):
-        schemas.EmbedRequest(texts=["a"] * 257)
+    schemas.EmbeddingsRequest(model="toy", input=["a red circle"], dimensions=64)
+    with pytest.raises(ValidationError, match="at most 2048"):
+        schemas.EmbeddingsRequest(model="toy", input=["a"] * 2049)
     with pytest.raises(ValidationError, match="Extra inputs"):
         schemas.ClassifyRequest(images=["aGk="], labels=["a"], colour="red")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         schemas.SearchRequest(index="g", texts=["a"], k=0)
-    body = schemas.ErrorBody(error="invalid_input", message="not a decodable image", field="image", item=0)
-    assert json.loads(body.model_dump_json())["item"] == 0
+    body = schemas.ErrorBody(error=schemas.ErrorDetail(type="invalid_input", message="not a decodable image",
+                                                       param="images", item=0))
+    assert json.loads(body.model_dump_json())["error"]["item"] == 0
 
 
 def test_every_schema_has_a_json_schema() -> None:

@@ -1,8 +1,10 @@
-"""Request and response schemas (pydantic v2): the product's contract over HTTP and in Python.
+"""Request and response schemas (pydantic v2): the HTTP gateway's contract, and its OpenAPI document.
 
-Images travel as base64 strings of encoded bytes. Lists are bounded so one request cannot ask for
-unbounded work; limits that depend on the deployment (``VLSERVE_MAX_LABELS``...) are checked by
-the engine. ``detect`` and ``segment`` are the shapes the detection and pixel-text engines answer.
+Images travel as base64 of the encoded bytes, as data URIs (``data:image/png;base64,...``) or, when
+the deployment turns URL fetching on, as http(s) URLs. Lists are bounded here so no request can ask
+for unbounded work; the deployment's own, usually tighter, limits (``VLSERVE_MAX_*``, see
+docs/serving.md) are checked by the gateway with a message that names the setting.
+``/v1/embeddings`` follows OpenAI's embeddings API, so the official SDK works against it unchanged.
 """
 
 from __future__ import annotations
@@ -11,65 +13,115 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_INPUTS = 2048  # /v1/embeddings inputs (OpenAI's own bound)
 MAX_ITEMS = 256  # images or texts per request
 MAX_LABELS = 10_000
 MAX_QUERIES = 64
+MAX_K = 10_000
 
-Base64Image = Annotated[str, Field(min_length=1, description="encoded image bytes (JPEG, PNG...), base64")]
-Dimensions = Annotated[int | None, Field(ge=1, description="Matryoshka truncation, re-normalised; default: full")]
+ImageRef = Annotated[str, Field(min_length=1, description="an encoded image (JPEG, PNG, WebP...): base64, a data URI "
+                                                          "(data:image/png;base64,...), or an http(s) URL when the "
+                                                          "deployment fetches URLs (VLSERVE_URL_FETCH)")]
+Dimensions = Annotated[int | None, Field(ge=1, description="Matryoshka truncation, re-normalised: one of the model's "
+                                                           "allowed_dimensions (GET /v1/models); default: full")]
+ModelName = Annotated[str | None, Field(description="a deployed model's id (GET /v1/models); default: the "
+                                                    "deployment's default model")]
+TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP8z4AdMOEQH6QSAM1BAQ/oQeJvAAAAAElFTkSuQmCC"
 
 
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(Schema):
-    """What a transport answers for a vlserve error (see docs/errors.md)."""
-
-    error: str = Field(description="the error type's stable code, e.g. invalid_input")
+# ---- errors -------------------------------------------------------------------------------------
+class ErrorDetail(Schema):
+    type: str = Field(description="the error type's stable code (docs/errors.md), e.g. invalid_input")
     message: str
-    field: str | None = Field(None, description="the input or parameter at fault")
+    param: str | None = Field(None, description="the input or parameter at fault")
     item: int | None = Field(None, ge=0, description="position of the bad item in its list")
 
+
+class ErrorBody(Schema):
+    """Every error answer (OpenAI's shape): the type, a message naming the problem, the parameter."""
+
+    error: ErrorDetail
+
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"error": "invalid_input", "message": "not a decodable image (12 bytes, unknown format)",
-         "field": "image", "item": 0}]})
+        {"error": {"type": "invalid_input", "message": "input 1: not a decodable image (12 bytes, unknown format)",
+                   "param": "input", "item": 1}}]})
 
 
-# ---- embed --------------------------------------------------------------------------------------
-class EmbedRequest(Schema):
-    images: list[Base64Image] = Field(default_factory=list, max_length=MAX_ITEMS)
-    texts: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
-    dimensions: Dimensions = None
-    model: str | None = Field(None, description="model spec; default: the deployment's")
+# ---- embeddings (OpenAI-compatible) -------------------------------------------------------------
+class EmbeddingsRequest(Schema):
+    """OpenAI's embeddings request. A string that is a data URI (or, with URL fetching on, an http(s)
+    URL) is embedded as an image, any other string as a text; token-id arrays are not supported."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["a red circle"], "dimensions": 64}]})
+    model: str = Field(description="a deployed model's id (GET /v1/models)")
+    input: str | Annotated[list[str], Field(max_length=MAX_INPUTS)] | list[int] | list[list[int]]
+    dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation: one of the model's "
+                                                            "allowed_dimensions")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: each embedding as base64 of its little-endian float32 bytes")
+    user: str | None = Field(None, description="accepted for compatibility, unused")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "toy", "input": ["a red star", f"data:image/png;base64,{TINY_PNG}"], "dimensions": 32}]})
 
 
-class EmbedResponse(Schema):
+class Embedding(Schema):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(ge=0)
+    embedding: list[float] | str = Field(description="L2-normalised float32 (a list, or base64 of the bytes)")
+
+
+class Usage(Schema):
+    prompt_tokens: int = Field(ge=0, description="an estimate: words and punctuation of the texts, 1 per image")
+    total_tokens: int = Field(ge=0)
+
+
+class EmbeddingsResponse(Schema):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
     model: str
-    fingerprint: str
-    dimensions: int
-    image_embeddings: list[list[float]] = Field(default_factory=list)
-    text_embeddings: list[list[float]] = Field(default_factory=list)
+    usage: Usage
 
 
 # ---- classify -----------------------------------------------------------------------------------
 class ClassifyRequest(Schema):
-    """Exactly one of ``labels``, ``descriptors`` or ``head`` names the label set."""
+    """Exactly one of ``labels`` (with optional ``templates``), ``descriptors`` or ``head``."""
 
-    images: list[Base64Image] = Field(min_length=1, max_length=MAX_ITEMS)
+    model: ModelName = None
+    images: list[ImageRef] = Field(min_length=1, max_length=MAX_ITEMS)
     labels: list[str] | None = Field(None, min_length=1, max_length=MAX_LABELS)
-    templates: list[str] | None = Field(None, description="prompt templates with {} (with labels)")
-    descriptors: dict[str, list[str]] | None = Field(None, description="{class: [descriptor, ...]}")
+    templates: list[str] | None = Field(None, min_length=1, max_length=MAX_ITEMS,
+                                        description="prompt templates with {}, or one set name: openai, simple, "
+                                                    "photo (with labels)")
+    descriptors: dict[str, list[str]] | None = Field(None, description="{class: [descriptor, ...]}: classification "
+                                                                       "by description (Menon & Vondrick)")
     head: str | None = Field(None, description="a registered head's name")
     top_k: int = Field(5, ge=1, le=MAX_LABELS)
-    multi_label: bool | None = Field(None, description="default: the model family's own rule")
-    abstain_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    multi_label: bool | None = Field(None, description="independent sigmoids (SigLIP); default: the family's rule")
+    abstain_threshold: float | None = Field(None, ge=0.0, le=1.0, description="flag a top score below this")
     dimensions: Dimensions = None
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"images": ["iVBORw0KGgo..."], "labels": ["cat", "dog"], "top_k": 2}]})
+        {"images": [TINY_PNG], "labels": ["star", "circle", "square"], "top_k": 2},
+        {"images": [TINY_PNG], "descriptors": {"blicket": ["red color", "a star"], "dax": ["a blue circle"]}}]})
+
+
+class ClassifyForm(Schema):
+    """``POST /v1/classify`` as multipart/form-data (``curl -F image=@cat.jpg -F labels=cat,dog``)."""
+
+    image: list[bytes] = Field(description="image files (repeat the field for several)")
+    labels: list[str] | None = Field(None, description="labels, comma-separated and/or repeated")
+    templates: list[str] | None = Field(None, description="prompt templates with {} (repeated)")
+    descriptors: str | None = Field(None, description="JSON {class: [descriptor, ...]}")
+    head: str | None = None
+    top_k: int | None = Field(None, ge=1, le=MAX_LABELS)
+    multi_label: bool | None = None
+    abstain_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    dimensions: int | None = Field(None, ge=1)
+    model: str | None = None
 
 
 class DescriptorScore(Schema):
@@ -79,15 +131,13 @@ class DescriptorScore(Schema):
 
 class LabelScore(Schema):
     label: str
-    score: float
-    cosine: float
-    logit: float
-    explanation: list[DescriptorScore] | None = None
+    score: float = Field(description="by the model family's rule (see rule)")
+    explanation: list[DescriptorScore] | None = Field(None, description="descriptors, most similar first")
 
 
 class Classification(Schema):
-    labels: list[LabelScore]
-    rule: str
+    labels: list[LabelScore] = Field(description="top-k, best first")
+    rule: str = Field(description="the scoring rule applied, e.g. softmax(exp(logit_scale) * cos)")
     multi_label: bool
     abstained: bool
 
@@ -95,44 +145,70 @@ class Classification(Schema):
 class ClassifyResponse(Schema):
     model: str
     fingerprint: str
-    results: list[Classification]
+    results: list[Classification] = Field(description="one per image, in order")
 
 
-# ---- rank (texts against images, or images against a text) --------------------------------------
+# ---- rank (one image against texts, or one text against images) --------------------------------
 class RankRequest(Schema):
-    query: str | Base64Image = Field(description="a text, or an image when query_kind is image")
-    query_kind: Literal["text", "image"] = "text"
-    candidates: list[str] = Field(min_length=1, max_length=MAX_ITEMS,
-                                  description="texts, or base64 images when the query is a text")
-    top_k: int | None = Field(None, ge=1)
+    """A query ``text`` with candidate ``images``, or a query ``image`` with candidate ``texts``."""
+
+    model: ModelName = None
+    text: str | None = Field(None, description="the query text (candidates: images)")
+    image: ImageRef | None = Field(None, description="the query image (candidates: texts)")
+    texts: list[str] | None = Field(None, min_length=1, max_length=MAX_ITEMS)
+    images: list[ImageRef] | None = Field(None, min_length=1, max_length=MAX_ITEMS)
+    top_k: int | None = Field(None, ge=1, le=MAX_ITEMS, description="default: every candidate")
     dimensions: Dimensions = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"image": TINY_PNG, "texts": ["a red star", "a blue circle"]}]})
 
 
 class Ranked(Schema):
-    index: int = Field(ge=0, description="position in candidates")
-    score: float
+    index: int = Field(ge=0, description="position in the candidates")
+    score: float = Field(description="cosine similarity")
 
 
 class RankResponse(Schema):
     model: str
-    ranking: list[Ranked]
+    fingerprint: str
+    ranking: list[Ranked] = Field(description="best first")
 
 
 # ---- search (an index) --------------------------------------------------------------------------
 class SearchRequest(Schema):
     """Exactly one of ``texts``, ``images``, ``embeddings`` or ``ids`` gives the queries."""
 
-    index: str
+    index: str = Field(description="an index name (GET /v1/indexes)")
+    model: ModelName = Field(None, description="the model that embeds texts and images; it must be the index's "
+                                               "(default: the deployed model with the index's fingerprint)")
     texts: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
-    images: list[Base64Image] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
+    images: list[ImageRef] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
     embeddings: list[list[float]] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
-    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
+    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_QUERIES, description="indexed items as queries")
     fingerprint: str | None = Field(None, description="model fingerprint of the embeddings (checked)")
-    k: int = Field(10, ge=1, le=10_000)
-    offset: int = Field(0, ge=0)
+    k: int = Field(10, ge=1, le=MAX_K)
+    offset: int = Field(0, ge=0, le=100_000)
     dimensions: Dimensions = None
-    where: list[str] = Field(default_factory=list, description="metadata filters FIELD=VALUE (also != < <= > >=)")
-    target: Literal["images", "texts"] = "images"
+    where: list[str] = Field(default_factory=list, max_length=16,
+                             description="metadata filters FIELD=VALUE (also != < <= > >=)")
+    target: Literal["images", "texts"] = Field("images", description="texts: the indexed captions")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"index": "toyworld", "texts": ["a red star"], "k": 5}]})
+
+
+class SearchForm(Schema):
+    """``POST /v1/search`` as multipart/form-data (``curl -F index=toyworld -F image=@query.jpg``)."""
+
+    index: str
+    image: list[bytes] | None = Field(None, description="query image files")
+    text: list[str] | None = Field(None, description="query texts (repeated)")
+    k: int | None = Field(None, ge=1, le=MAX_K)
+    offset: int | None = Field(None, ge=0, le=100_000)
+    dimensions: int | None = Field(None, ge=1)
+    where: list[str] | None = Field(None, description="metadata filters (repeated)")
+    target: Literal["images", "texts"] | None = None
+    model: str | None = None
 
 
 class SearchHit(Schema):
@@ -156,6 +232,7 @@ class SearchPage(Schema):
 class SearchResponse(Schema):
     index: str
     model: str
+    fingerprint: str
     target: Literal["images", "texts"]
     count: int
     results: list[SearchPage]
@@ -166,17 +243,17 @@ class DetectRequest(Schema):
     """Exactly one of ``queries`` (texts) or ``query_images`` (example images, each optionally with a
     box around the object in it). Options as the Triton ``detector`` model's (docs/serving.md)."""
 
-    images: list[Base64Image] = Field(min_length=1, max_length=MAX_ITEMS)
+    model: ModelName = None
+    images: list[ImageRef] = Field(min_length=1, max_length=MAX_ITEMS)
     queries: list[str] | None = Field(None, min_length=1, max_length=MAX_QUERIES,
                                       description="text queries; each at most 16 tokens")
-    query_images: list[Base64Image] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
+    query_images: list[ImageRef] | None = Field(None, min_length=1, max_length=MAX_QUERIES)
     query_boxes: list[tuple[float, float, float, float] | None] | None = Field(
         None, max_length=MAX_QUERIES, description="one x0, y0, x1, y1 pixel box per query image (null: the "
                                                   "whole image)")
     threshold: float = Field(0.1, ge=0.0, le=1.0, description="keep boxes scoring above this")
     nms_iou: float = Field(0.3, ge=0.0, le=1.0, description="per-query NMS IoU; 1 turns NMS off")
     top_k: int = Field(100, ge=1, le=1000, description="boxes returned per image")
-    model: str | None = Field(None, description="detector spec; default: the deployment's")
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"images": ["iVBORw0KGgo..."], "queries": ["a red star", "a blue circle"], "threshold": 0.2}]})
@@ -198,26 +275,78 @@ class ImageBoxes(Schema):
 
 class DetectResponse(Schema):
     model: str
-    fingerprint: str
+    fingerprint: str | None = None
     results: list[ImageBoxes] = Field(description="one entry per image")
 
 
 # ---- segment (pixel-text maps) ------------------------------------------------------------------
 class SegmentRequest(Schema):
-    images: list[Base64Image] = Field(min_length=1, max_length=MAX_ITEMS)
+    model: ModelName = None
+    images: list[ImageRef] = Field(min_length=1, max_length=MAX_ITEMS)
     labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
-    background: str | None = Field(None, description="label given to pixels matching no class")
-    output: Literal["labels", "scores"] = Field("labels", description="an argmax map, or per-label score maps")
 
 
 class SegmentMap(Schema):
     height: int
     width: int
     labels: list[str]
-    mask_png: str | None = Field(None, description="argmax label indices as a base64 PNG (output=labels)")
-    scores: list[list[list[float]]] | None = Field(None, description="[label][row][col] (output=scores)")
+    mask_png: str = Field(description="argmax label index per pixel, as a base64 8-bit PNG")
 
 
 class SegmentResponse(Schema):
     model: str
     results: list[SegmentMap]
+
+
+# ---- the deployment -----------------------------------------------------------------------------
+class ModelCard(Schema):
+    """A deployed model (OpenAI's model object, plus what vlserve knows about it)."""
+
+    id: str = Field(description="its spec string; the `model` of requests")
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "vlserve"
+    family: str = Field(description="clip | siglip | align")
+    fingerprint: str = Field(description="spec + weights hash; an index built with another refuses its queries")
+    dimensions: int = Field(description="full embedding width")
+    matryoshka_dimensions: list[int] | None = Field(description="nested prefixes the model was trained with")
+    allowed_dimensions: list[int] = Field(description="values `dimensions` may take (the Matryoshka prefixes, or "
+                                                      "any width up to full)")
+    scoring_rule: str
+    capabilities: list[str] = Field(description="embed_text, embed_image, classify, rank, search, detect, segment")
+    triton_models: list[str]
+
+
+class ModelList(Schema):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class IndexCard(Schema):
+    name: str
+    model: str = Field(description="the spec the index was built with")
+    fingerprint: str
+    dimensions: int
+    coarse_dimensions: int = Field(description="the Matryoshka prefix its search index scans")
+    factory: str | None
+    count: int
+    text_count: int
+    served_by: str | None = Field(description="the deployed model that can query it (same fingerprint), if any")
+
+
+class IndexList(Schema):
+    object: Literal["list"] = "list"
+    data: list[IndexCard]
+    failed: dict[str, str] = Field(default_factory=dict, description="indexes that could not be loaded, and why")
+
+
+class Health(Schema):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(Schema):
+    status: Literal["ready", "not_ready"]
+    triton: bool = Field(description="Triton answers and is ready")
+    models: list[str] = Field(description="deployed model ids")
+    indexes_loaded: bool
+    reason: str | None = None

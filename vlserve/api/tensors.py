@@ -77,7 +77,9 @@ IMAGE_ENCODER = ModelIO(
     (IMAGE, IMAGE_RAW, DIMENSIONS), (EMBEDDING,))
 TEXT_ENCODER = ModelIO(
     "text_encoder", "texts -> embeddings (over-long texts are truncated to the model's context)",
-    (TensorSpec("TEXT", "BYTES", (1,), doc="one UTF-8 text"), DIMENSIONS), (EMBEDDING,))
+    (TensorSpec("TEXT", "BYTES", (1,), doc="one UTF-8 text"), DIMENSIONS),
+    (EMBEDDING, TensorSpec("MODEL_INFO", "BYTES", (1,),
+                           doc="JSON: the model's spec, fingerprint, family, embed_dim, matryoshka_dims (every row)")))
 ZERO_SHOT_CLASSIFIER = ModelIO(
     "zero_shot_classifier", "one image -> top-k labels and its embedding (give one of LABELS, DESCRIPTORS, HEAD)",
     (IMAGE, IMAGE_RAW,

@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from vlserve.cli import detect, embed, eval, index, serve, toyworld
+from vlserve.cli import detect, embed, eval, gateway, index, serve, toyworld
 from vlserve.cli.common import exit_codes_text, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -19,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 for command in (embed.embed, embed.models, embed.info, embed.classify, detect.detect):
     app.command()(command)
 app.command("serve")(serve.serve)
+app.command("gateway")(gateway.gateway)
+app.command("openapi")(gateway.openapi)
 app.add_typer(serve.repo_app, name="repo")
 app.add_typer(toyworld.toyworld_app, name="toyworld")
 app.add_typer(eval.eval_app, name="eval")

@@ -54,11 +54,17 @@ def serve(
     http_port: Annotated[int, typer.Option()] = 8000,
     grpc_port: Annotated[int, typer.Option()] = 8001,
     metrics_port: Annotated[int, typer.Option()] = 8002,
+    gateway_port: Annotated[int | None, typer.Option(help="HTTP gateway port (default: $VLSERVE_GATEWAY_PORT or "
+                                                          "8080)")] = None,
+    gateway: Annotated[bool, typer.Option("--gateway/--no-gateway", help="also run the HTTP gateway")] = True,
+    toy_index: Annotated[str | None, typer.Option(help="build this index of toy-world images under the index dir "
+                                                       "first, unless it exists (make run: toyworld)")] = None,
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for readiness")] = 300.0,
     detector_model: DetectorOpt = None,
 ) -> None:
-    """Start tritonserver on a model repository, wait until ready, run until Ctrl-C / SIGTERM."""
-    from vlserve.serving.launcher import Ports, TritonServer
+    """Start Triton on a model repository and the HTTP gateway in front of it; print their URLs; run until
+    Ctrl-C / SIGTERM, which stops both (as does either one exiting)."""
+    from vlserve.serving.launcher import GatewayServer, ManagedProcess, Ports, TritonServer
     from vlserve.serving.repository import build_repository
 
     settings = common.settings()
@@ -70,26 +76,63 @@ def serve(
         key = spec if detector is None else f"{spec}|{detector}"
         repository = settings.cache_dir / "repositories" / hashlib.sha1(key.encode()).hexdigest()[:12]
         build_repository(repository, spec, detector_spec=detector)
-    server = TritonServer(repository, Ports(http_port, grpc_port, metrics_port), host, settings.cache_dir)
+    if toy_index is not None:
+        ensure_toy_index(settings.index_dir, toy_index, settings.cache_dir)
+    triton = TritonServer(repository, Ports(http_port, grpc_port, metrics_port), host, settings.cache_dir)
+    servers: list[ManagedProcess] = [triton]
+    port = settings.gateway_port if gateway_port is None else gateway_port
+    if gateway:
+        servers.append(GatewayServer(port, f"{_loopback(host)}:{grpc_port}", host, settings.index_dir.resolve(),
+                                     log_file=settings.cache_dir / f"gateway-{port}.log"))
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
     t0 = time.monotonic()
-    server.start()
     try:
-        server.wait_ready(ready_timeout)
+        for server in servers:
+            server.start()
+            server.wait_ready(ready_timeout)
+        urls = {"http": f"http://{host}:{http_port}", "grpc": f"{host}:{grpc_port}",
+                "metrics": f"http://{host}:{metrics_port}/metrics"}
+        if gateway:
+            urls |= {"gateway": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"}
         typer.echo(json.dumps({"status": "ready", "seconds": round(time.monotonic() - t0, 1),
-                               "repository": str(repository), "tritonserver": server.install.source,
-                               "http": f"http://{host}:{http_port}", "grpc": f"{host}:{grpc_port}",
-                               "metrics": f"http://{host}:{metrics_port}/metrics", "log": str(server.log_file)}))
+                               "repository": str(repository), "tritonserver": triton.install.source, **urls,
+                               "logs": [str(s.log_file) for s in servers]}))
         sys.stdout.flush()
-        while server.process is not None and server.process.poll() is None:
+        while all(s.running for s in servers):
             time.sleep(0.5)
-        raise ModelUnavailable(f"tritonserver exited with code {server.process.returncode if server.process else '?'}; "
-                           f"log tail:\n{server.log_tail()}")
+        gone = next(s for s in servers if not s.running)
+        code = gone.process.returncode if gone.process else "?"
+        raise ModelUnavailable(f"{gone.name} exited with code {code}; log tail:\n{gone.log_tail()}")
     except KeyboardInterrupt:
         typer.echo(json.dumps({"status": "stopping"}))
     finally:
-        server.stop()
+        for server in reversed(servers):
+            server.stop()
+
+
+def _loopback(host: str) -> str:
+    """The address to reach a server bound to ``host`` from this machine."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def ensure_toy_index(index_dir: Path, name: str, cache_dir: Path, n: int = 500) -> None:
+    """Index ``n`` toy-world test scenes (with their captions) as ``name``, unless it exists: what
+    ``make run`` searches out of the box. Built by the same code as ``vlserve index build``."""
+    from vlserve.ingest.pipeline import BuildOptions, build
+    from vlserve.retrieval.manifest import MANIFEST
+    from vlserve.retrieval.store import index_folder
+
+    if (index_folder(index_dir, name) / MANIFEST).is_file():
+        return
+    from vlserve.cli.toyworld import export
+
+    source = cache_dir / f"toyworld-test-{n}"
+    typer.echo(json.dumps({"status": f"building the {name} index ({n} toy-world images, first start only)"}))
+    if not (source / "captions.csv").is_file():
+        export(out=source, split="test", n=n, n_novel=0, seed=None, world="v2")
+    build(index_dir, name, [str(source / "captions.csv")], BuildOptions(progress=False), model="toy",
+          runtime=common.runtime())

@@ -141,6 +141,22 @@ def _tensor(mod: Any, io: ModelIO, name: str, arr: np.ndarray) -> Any:
     return tensor
 
 
+def _grpc_channel_args() -> list[tuple[str, int]]:
+    """tritonclient's own gRPC channel options, plus a reconnect back-off capped at one second (gRPC's
+    default grows to two minutes): a restarted Triton is used again at once, not minutes later."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keep = KeepAliveOptions()
+    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keep.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keep.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keep.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keep.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
 def _column(values: Sequence[Any]) -> np.ndarray:
     """One value per row: shape [N, 1]."""
     arr = np.empty((len(values), 1), dtype=np.object_)
@@ -227,6 +243,30 @@ class _Requests:
         return out
 
     @staticmethod
+    def model_info(result: Any) -> dict[str, Any]:
+        info: dict[str, Any] = json.loads(result.as_numpy("MODEL_INFO")[0, 0].decode())
+        return info
+
+    def call(self, io: ModelIO, inputs: dict[str, np.ndarray]) -> list[Any]:
+        return [_tensor(self.mod, io, name, arr) for name, arr in inputs.items()]
+
+    @staticmethod
+    def outputs(io: ModelIO, result: Any) -> dict[str, np.ndarray]:
+        return {o.name: result.as_numpy(o.name) for o in io.outputs}
+
+    @staticmethod
+    def config(answer: dict[str, Any]) -> dict[str, Any]:
+        """A model config (HTTP answers the config itself, gRPC wraps it in ``config``)."""
+        config: dict[str, Any] = answer.get("config", answer)
+        return config
+
+    @staticmethod
+    def ready_models(index: Any) -> list[str]:
+        """Names of the READY models in a repository index (HTTP: a list; gRPC: ``{"models": [...]}``)."""
+        rows = index.get("models", []) if isinstance(index, dict) else index
+        return sorted({r["name"] for r in rows if r.get("state") == "READY"})
+
+    @staticmethod
     def classification(result: Any) -> Classification:
         labels = [v.decode() for v in result.as_numpy("LABEL")[0] if v]
         scores = [float(s) for s in result.as_numpy("SCORE")[0][: len(labels)]]
@@ -293,9 +333,11 @@ class AsyncVLServeClient:
 
     def __init__(self, url: str, protocol: Protocol = "http", prefix: str = "") -> None:
         self.mod = _module(protocol, aio=True)
-        self._client = self.mod.InferenceServerClient(url)
+        kwargs = {"channel_args": _grpc_channel_args()} if protocol == "grpc" else {}
+        self._client = self.mod.InferenceServerClient(url, **kwargs)
         self._req = _Requests(_module(protocol, aio=False))
         self.prefix = prefix
+        self.protocol = protocol
 
     async def _infer(self, model: str, inputs: list[Any]) -> Any:
         try:
@@ -315,6 +357,46 @@ class AsyncVLServeClient:
             return bool(await self._client.is_model_ready(model))
         except Exception:
             return None
+
+    async def _server(self, call: Any) -> Any:
+        """A server (not inference) call; an unreachable server is :class:`ModelUnavailable`."""
+        try:
+            return await call
+        except Exception as e:
+            failed = _call_failed(e)
+            if failed is None:
+                raise
+            raise failed from None
+
+    async def ready(self) -> bool:
+        """Whether Triton answers and says it is ready (never raises)."""
+        try:
+            return bool(await self._client.is_server_ready())
+        except Exception:
+            return False
+
+    async def model_ready(self, model: str) -> bool:
+        """Whether ``prefix + model`` is loaded and ready on the server."""
+        return bool(await self._server(self._client.is_model_ready(self.prefix + model)))
+
+    async def ready_models(self) -> list[str]:
+        """Names of every model the server has loaded and ready (prefix not applied)."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        return self._req.ready_models(await self._server(self._client.get_model_repository_index(**kwargs)))
+
+    async def model_config(self, model: str) -> dict[str, Any]:
+        """``model``'s config as JSON (``max_batch_size``, ``parameters``...; prefix not applied)."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        return self._req.config(await self._server(self._client.get_model_config(model, **kwargs)))
+
+    async def describe(self) -> dict[str, Any]:
+        """The deployed model's identity (spec, fingerprint, family, embed_dim, matryoshka_dims...), from
+        the text encoder's ``MODEL_INFO`` output."""
+        return self._req.model_info(await self._infer(TEXT_ENCODER.name, self._req.texts(["a"], None)))
+
+    async def call(self, io: ModelIO, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Any model of the tensor contract: ``io``'s inputs by name (batch-first arrays) -> every output."""
+        return self._req.outputs(io, await self._infer(io.name, self._req.call(io, inputs)))
 
     async def embed_images(self, images: Sequence[bytes | np.ndarray], dimensions: int | None = None) -> np.ndarray:
         return (await self._infer(IMAGE_ENCODER.name, self._req.images(images, dimensions))).as_numpy("EMBEDDING")

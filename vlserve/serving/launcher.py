@@ -1,4 +1,4 @@
-"""Find and run ``tritonserver`` on a model repository.
+"""Find and run ``tritonserver`` on a model repository, and the HTTP gateway in front of it.
 
 Where the binary comes from, in order: ``$VLSERVE_TRITONSERVER``; ``tritonserver`` on ``PATH`` or
 ``/opt/tritonserver`` (NVIDIA's NGC container, with its own backends); the build shipped inside the
@@ -17,8 +17,10 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 from vlserve.errors import ModelUnavailable
 
@@ -90,8 +92,87 @@ class Ports:
     metrics: int = 8002
 
 
-class TritonServer:
-    """A running ``tritonserver`` process: start, wait until ready, stop (SIGTERM, then kill)."""
+class ManagedProcess:
+    """A server child process in its own session, logging to a file: start, wait until it answers, stop
+    (SIGTERM to its process group, then kill). Subclasses give the command, environment and probe."""
+
+    name = "process"
+
+    def __init__(self, log_file: Path) -> None:
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        return None
+
+    def answers(self) -> bool:
+        """Whether the server is up and ready (called until true by :meth:`wait_ready`)."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("wb") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            env=self.environment(), start_new_session=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The log's error lines (Triton's ``E...``), then its last ``lines`` lines."""
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        errors = [ln for ln in text if ln[:1] == "E" and ln[1:5].isdigit()][-10:]
+        tail = [ln for ln in text[-lines:] if ln not in errors]
+        return "\n".join([*errors, *(["..."] if errors else []), *tail])
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ModelUnavailable(f"{self.name} exited with code {self.process.returncode} before it was "
+                                       f"ready; log tail ({self.log_file}):\n{self.log_tail()}")
+            try:
+                if self.answers():
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise ModelUnavailable(f"{self.name} was not ready within {timeout:.0f}s; log tail ({self.log_file}):\n"
+                               f"{self.log_tail()}")
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class TritonServer(ManagedProcess):
+    """A running ``tritonserver`` process."""
+
+    name = "tritonserver"
 
     def __init__(self, repository: Path, ports: Ports, host: str = "127.0.0.1", cache_dir: Path | None = None,
                  log_file: Path | None = None, extra_args: list[str] | None = None) -> None:
@@ -99,9 +180,9 @@ class TritonServer:
         self.ports = ports
         self.host = host
         self.install = find_tritonserver(cache_dir or Path.home() / ".cache" / "vlserve")
-        self.log_file = log_file or (self.install.backend_dir.parent / f"tritonserver-{ports.http}.log")
+        super().__init__(log_file or (self.install.backend_dir.parent / f"tritonserver-{ports.http}.log"))
         self.extra_args = extra_args or []
-        self.process: subprocess.Popen[bytes] | None = None
+        self._probe: Any = None
 
     @property
     def http_url(self) -> str:
@@ -119,59 +200,47 @@ class TritonServer:
                 f"--metrics-address={self.host}", f"--metrics-port={self.ports.metrics}",
                 "--exit-on-error=true", "--strict-readiness=true", *self.extra_args]
 
-    def start(self) -> TritonServer:
+    def environment(self) -> dict[str, str]:
+        return self.install.env
+
+    def start(self) -> Self:
         if not self.repository.is_dir():
             raise ModelUnavailable(f"model repository not found: {self.repository}")
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_file.open("wb")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.install.env,
-                                        start_new_session=True)
-        return self
+        return super().start()
 
-    def log_tail(self, lines: int = 15) -> str:
-        """Triton's error lines (``E...``), then the last ``lines`` lines of its log."""
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        errors = [ln for ln in text if ln[:1] == "E" and ln[1:5].isdigit()][-10:]
-        tail = [ln for ln in text[-lines:] if ln not in errors]
-        return "\n".join([*errors, *(["..."] if errors else []), *tail])
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    def answers(self) -> bool:
         import tritonclient.http as httpclient
 
-        assert self.process is not None, "start() first"
-        client = httpclient.InferenceServerClient(self.http_url)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ModelUnavailable(f"tritonserver exited with code {self.process.returncode} before it was "
-                                       f"ready; log tail ({self.log_file}):\n{self.log_tail()}")
-            try:
-                if client.is_server_ready():
-                    return
-            except Exception:  # not listening yet
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise ModelUnavailable(f"tritonserver was not ready within {timeout:.0f}s; log tail ({self.log_file}):\n"
-                               f"{self.log_tail()}")
+        if self._probe is None:
+            self._probe = httpclient.InferenceServerClient(self.http_url)
+        return bool(self._probe.is_server_ready())
 
-    def stop(self, grace: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        except ProcessLookupError:
-            pass
 
-    def __enter__(self) -> TritonServer:
-        return self
+class GatewayServer(ManagedProcess):
+    """The HTTP gateway (``vlserve gateway``) as a child process of this interpreter, in front of a
+    Triton gRPC endpoint; ``env`` adds settings (``VLSERVE_*``) to its environment."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    name = "gateway"
+
+    def __init__(self, port: int, triton_url: str, host: str = "127.0.0.1", index_dir: Path | None = None,
+                 log_file: Path | None = None, env: dict[str, str] | None = None) -> None:
+        cache = Path.home() / ".cache" / "vlserve"
+        super().__init__(log_file or cache / f"gateway-{port}.log")
+        self.host, self.port, self.triton_url, self.index_dir = host, port, triton_url, index_dir
+        self.env = dict(env or {})
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        index = ["--index-dir", str(self.index_dir)] if self.index_dir is not None else []
+        return [sys.executable, "-m", "vlserve", "gateway", "--host", self.host, "--port", str(self.port),
+                "--triton-url", self.triton_url, *index]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+            return bool(r.status == 200)

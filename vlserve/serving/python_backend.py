@@ -150,12 +150,25 @@ def image_inputs(pb_utils: Any, request: Any) -> list[Any]:
     return list(raw)
 
 
+def model_info(engine: Any) -> bytes:
+    """What a client needs to know about the model behind a Triton model, as JSON (the text encoder's
+    ``MODEL_INFO`` output): the transport side cannot load the model to find out."""
+    from vlserve.retrieval.manifest import declared_matryoshka_dims
+
+    info = engine.info()
+    keys = ("spec", "canonical_spec", "family", "embed_dim", "fingerprint", "scoring_rule", "multi_label",
+            "context_length", "image_size")
+    return json.dumps({**{k: info[k] for k in keys},
+                       "matryoshka_dims": declared_matryoshka_dims(engine.spec)}).encode()
+
+
 def embedding_responses(pb_utils: Any, encode: Any, owners: list[tuple[int, int, int | None]],
-                        responses: list[Any]) -> list[Any]:
+                        responses: list[Any], info: bytes | None = None) -> list[Any]:
     """Run ``encode()`` once for the whole batch and split its rows back to the requests.
 
     ``owners``: (request index, rows, Matryoshka dimensions) in batch order. If the shared forward
     fails, every request in it gets that error; requests refused earlier keep their own errors.
+    ``info`` (the text encoder's :func:`model_info`) goes out as ``MODEL_INFO`` on every row.
     """
     from vlserve.matryoshka import truncate
 
@@ -172,7 +185,10 @@ def embedding_responses(pb_utils: Any, encode: Any, owners: list[tuple[int, int,
     for i, n, dims in owners:
         out = truncate(emb[start:start + n], dims)
         start += n
-        responses[i] = pb_utils.InferenceResponse(output_tensors=[as_batch(pb_utils, "EMBEDDING", out)])
+        outputs = [as_batch(pb_utils, "EMBEDDING", out)]
+        if info is not None:
+            outputs.append(as_batch(pb_utils, "MODEL_INFO", np.full((n, 1), info, dtype=np.object_)))
+        responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
     return responses
 
 

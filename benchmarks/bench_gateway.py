@@ -1,0 +1,327 @@
+"""The HTTP gateway under load, on loopback: the real tritonserver (toy model) and the real gateway
+process, driven by an asyncio client (aiohttp) in this process.
+
+1. **Mixed load**: ``--requests`` (5,000) requests at concurrency ``--concurrency`` (32), mixed over
+   /v1/embeddings (texts, and data-URI images), /v1/classify, /v1/rank, /v1/search (a toy-world index)
+   and GET /v1/models; bounded by ``--max-seconds``. Reports per-endpoint p50/p99 latency, the status
+   counts, 5xx and dropped connections (both must be 0).
+2. **Gateway vs Triton**: the same single-input embedding requests (one text; one 96 px PNG) sent at
+   the same concurrency through the gateway (HTTP JSON) and straight to Triton (tritonclient gRPC aio),
+   ``--seconds`` per arm, in interleaved paired rounds after a warm-up (``_common.paired_rounds``).
+   Target: gateway / Triton >= 0.85 (median of the per-round ratios).
+3. **Triton goes away**: a steady stream of embedding requests; Triton is killed mid-stream (SIGKILL
+   to its process group: a crash), then started again on the same ports 3 s later. Every answer must be a 200 or a
+   clean 503 (with Retry-After), none dropped; reports how long until 503s began and until 200s
+   resumed after Triton was ready, without touching the gateway.
+
+    nice -n 19 .venv/bin/python benchmarks/bench_gateway.py [--requests 5000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from _common import TRITONSERVER_VERSION, paired_rounds, ratios, spread, write_result
+from servers import running_gateway, running_triton
+
+SHAPES = ["circle", "square", "triangle", "star", "cross", "diamond"]
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+
+
+def toy_pngs(n: int) -> list[bytes]:
+    from vlserve.toyworld.dataset import composed_scene
+
+    out = []
+    for i in range(n):
+        scene = composed_scene([(SHAPES[i % 6], COLOURS[(i // 6) % 6])], index=i, image_size=96)
+        buf = io.BytesIO()
+        Image.fromarray(scene.image).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def request_mix(images: list[bytes], seed: int = 0) -> list[tuple[str, str, bytes | None]]:
+    """(endpoint label, method path, JSON body) templates, weighted as the mix."""
+    rng = random.Random(seed)
+    b64 = [base64.b64encode(i).decode() for i in images]
+    texts = [f"a {c} {s}" for s in SHAPES for c in COLOURS]
+    mix: list[tuple[str, str, bytes | None]] = []
+    for _ in range(400):
+        kind = rng.choices(["embed_text", "embed_image", "classify", "rank", "search", "models"],
+                           weights=[35, 15, 15, 10, 20, 5])[0]
+        if kind == "embed_text":
+            body: dict[str, Any] | None = {"model": "toy", "input": rng.sample(texts, rng.randint(1, 4))}
+        elif kind == "embed_image":
+            body = {"model": "toy", "input": [f"data:image/png;base64,{rng.choice(b64)}"]}
+        elif kind == "classify":
+            body = {"images": [rng.choice(b64)], "labels": SHAPES, "top_k": 3}
+        elif kind == "rank":
+            body = {"image": rng.choice(b64), "texts": rng.sample(texts, 5)}
+        elif kind == "search":
+            body = {"index": "toyworld", "texts": [rng.choice(texts)], "k": 10}
+        else:
+            body = None
+        path = {"embed_text": "/v1/embeddings", "embed_image": "/v1/embeddings", "classify": "/v1/classify",
+                "rank": "/v1/rank", "search": "/v1/search", "models": "/v1/models"}[kind]
+        mix.append((kind, path, None if body is None else json.dumps(body).encode()))
+    return mix
+
+
+async def mixed_load(url: str, mix: list[tuple[str, str, bytes | None]], total: int, concurrency: int,
+                     max_seconds: float) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    dropped: Counter[str] = Counter()
+    next_i = 0
+    deadline = time.monotonic() + max_seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < total and time.monotonic() < deadline:
+                kind, path, body = mix[next_i % len(mix)]
+                next_i += 1
+                t = time.perf_counter()
+                try:
+                    if body is None:
+                        async with session.get(path) as r:
+                            await r.read()
+                    else:
+                        async with session.post(path, data=body, headers={"Content-Type": "application/json"}) as r:
+                            await r.read()
+                    statuses[kind][r.status] += 1
+                    latencies[kind].append(time.perf_counter() - t)
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    dropped[type(e).__name__] += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    done = sum(sum(c.values()) for c in statuses.values())
+    return {
+        "requests": done, "dropped_connections": sum(dropped.values()), "dropped_by_kind": dict(dropped),
+        "wall_s": round(wall, 2), "requests_per_s": round(done / wall, 1),
+        "server_errors_5xx": sum(n for c in statuses.values() for s, n in c.items() if s >= 500),
+        "statuses": {k: {str(s): n for s, n in sorted(c.items())} for k, c in sorted(statuses.items())},
+        "latency_ms": {k: {"p50": round(1000 * float(np.percentile(v, 50)), 1),
+                           "p99": round(1000 * float(np.percentile(v, 99)), 1), "n": len(v)}
+                       for k, v in sorted(latencies.items())},
+    }
+
+
+async def gateway_rate(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> float:
+    import aiohttp
+
+    done = 0
+    stop = time.monotonic() + seconds
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker(k: int) -> None:
+            nonlocal done
+            i = k
+            while time.monotonic() < stop:
+                async with session.post("/v1/embeddings", data=bodies[i % len(bodies)],
+                                        headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    assert r.status == 200, await r.text()
+                done += 1
+                i += concurrency
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        return done / (time.perf_counter() - t)
+
+
+async def triton_rate(grpc_url: str, model: str, tensor: str, values: list[bytes], concurrency: int,
+                      seconds: float) -> float:
+    import tritonclient.grpc.aio as grpcclient
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal done
+        i = k
+        while time.monotonic() < stop:
+            inp = grpcclient.InferInput(tensor, [1, 1], "BYTES")
+            inp.set_data_from_numpy(np.array([[values[i % len(values)]]], dtype=np.object_))
+            result = await client.infer(model, [inp])
+            result.as_numpy("EMBEDDING")
+            done += 1
+            i += concurrency
+
+    t = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    finally:
+        await client.close()
+    return done / (time.perf_counter() - t)
+
+
+def kill(triton: Any) -> None:
+    """A crash: SIGKILL to Triton's process group (the server and its python-backend stubs)."""
+    os.killpg(triton.process.pid, signal.SIGKILL)
+    triton.process.wait()
+
+
+async def outage(url: str, triton: Any, concurrency: int, before_s: float, ready_timeout: float) -> dict[str, Any]:
+    """A steady embedding stream while Triton is killed and started again."""
+    import aiohttp
+
+    body = json.dumps({"model": "toy", "input": ["a red star"]}).encode()
+    events: list[tuple[float, int, str | None]] = []  # (time, status, retry-after)
+    dropped: Counter[str] = Counter()
+    phase = {"stop": False}
+    marks: dict[str, float] = {}
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=concurrency),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def worker() -> None:
+            while not phase["stop"]:
+                try:
+                    async with session.post("/v1/embeddings", data=body,
+                                            headers={"Content-Type": "application/json"}) as r:
+                        await r.read()
+                        events.append((time.monotonic(), r.status, r.headers.get("Retry-After")))
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    dropped[type(e).__name__] += 1
+                await asyncio.sleep(0.02)
+
+        async def operator() -> None:
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(before_s)
+            marks["killed"] = time.monotonic()
+            await loop.run_in_executor(None, kill, triton)
+            await asyncio.sleep(3)
+            marks["start_called"] = time.monotonic()
+            await loop.run_in_executor(None, triton.start)
+            await loop.run_in_executor(None, triton.wait_ready, ready_timeout)
+            marks["ready"] = time.monotonic()
+            while not any(t > marks["ready"] and s == 200 for t, s, _ in events):
+                if time.monotonic() - marks["ready"] > 60:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)
+            phase["stop"] = True
+
+        await asyncio.gather(operator(), *(worker() for _ in range(concurrency)))
+    statuses = Counter(s for _, s, _ in events)
+    first_503 = next((t for t, s, _ in events if s == 503), None)
+    first_200_after = next((t for t, s, _ in events if s == 200 and t > marks.get("ready", float("inf"))), None)
+    return {
+        "requests": len(events), "statuses": {str(s): n for s, n in sorted(statuses.items())},
+        "dropped_connections": sum(dropped.values()),
+        "other_5xx": sum(n for s, n in statuses.items() if s >= 500 and s != 503),
+        "every_503_has_retry_after": all(ra is not None for _, s, ra in events if s == 503),
+        "how": "SIGKILL to Triton's process group (server and stubs), 3 s down, then started on the same ports",
+        "first_503_after_kill_s": None if first_503 is None else round(first_503 - marks["killed"], 2),
+        "triton_restart_to_ready_s": round(marks["ready"] - marks["start_called"], 1),
+        "first_200_after_triton_ready_s": None if first_200_after is None else round(first_200_after - marks["ready"],
+                                                                                      2),
+        "recovered": first_200_after is not None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=5000)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--max-seconds", type=float, default=900, help="bound on the mixed-load phase")
+    p.add_argument("--seconds", type=float, default=6, help="per arm and round (gateway vs Triton)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--index-images", type=int, default=500)
+    args = p.parse_args()
+
+    import tritonclient.grpc as grpcclient
+
+    from vlserve.cli.serve import ensure_toy_index
+    from vlserve.serving.repository import build_repository
+
+    work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    build_repository(work / "repo", "toy")
+    ensure_toy_index(work / "index", "toyworld", work / "cache", n=args.index_images)
+    images = toy_pngs(36)
+    texts = [f"a {c} {s}" for s in SHAPES for c in COLOURS]
+    env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * args.concurrency), "VLSERVE_MODEL": "toy"}
+    with running_triton(work / "repo", work / "cache") as triton, \
+            running_gateway(triton.grpc_url, work / "index", work, env) as gateway:
+        meta = grpcclient.InferenceServerClient(triton.grpc_url).get_server_metadata()
+        TRITONSERVER_VERSION["version"] = meta.version
+        while True:  # the gateway discovers the models and loads the index in the background
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(f"{gateway.url}/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+
+        mixed = asyncio.run(mixed_load(gateway.url, request_mix(images), args.requests, args.concurrency,
+                                       args.max_seconds))
+        print(json.dumps(mixed, indent=1), flush=True)
+
+        text_bodies = [json.dumps({"model": "toy", "input": [t]}).encode() for t in texts]
+        image_bodies = [json.dumps({"model": "toy", "input": [
+            "data:image/png;base64," + base64.b64encode(i).decode()]}).encode() for i in images]
+        c, s = args.concurrency, args.seconds
+        arms = {
+            "gateway_text": lambda: asyncio.run(gateway_rate(gateway.url, text_bodies, c, s)),
+            "triton_text": lambda: asyncio.run(triton_rate(triton.grpc_url, "text_encoder", "TEXT",
+                                                           [t.encode() for t in texts], c, s)),
+            "gateway_image": lambda: asyncio.run(gateway_rate(gateway.url, image_bodies, c, s)),
+            "triton_image": lambda: asyncio.run(triton_rate(triton.grpc_url, "image_encoder", "IMAGE", images, c, s)),
+        }
+        per_round = paired_rounds(arms, args.rounds)
+        down = asyncio.run(outage(gateway.url, triton, 8, 3.0, 240))
+        print(json.dumps(down, indent=1), flush=True)
+    comparison = {"text": ratios(per_round, "gateway_text", "triton_text"),
+                  "image": ratios(per_round, "gateway_image", "triton_image")}
+    write_result("gateway_load", {
+        "model": "toy (the embedded default), Triton repository as `vlserve repo build` writes it",
+        "transport": "client -> gateway: HTTP/1.1 JSON (aiohttp, loopback); gateway -> Triton: gRPC (tritonclient aio)",
+        "mixed_load": {"concurrency": args.concurrency, "requested": args.requests,
+                       "index_images": args.index_images, **mixed},
+        "gateway_vs_triton": {
+            "requests": "one text (36 toy captions) or one 96 px PNG (36 toy scenes) per request, the same on "
+                        "both sides; concurrency " + str(c),
+            "seconds_per_arm": s, "rounds": args.rounds,
+            "requests_per_s": {k: spread(v, 1) for k, v in per_round.items()},
+            "ratios": comparison},
+        "triton_outage": down,
+        "targets": {"mixed_5xx": 0, "mixed_dropped": 0, "gateway_over_triton": ">= 0.85",
+                    "outage": "only 200 / 503 with Retry-After, none dropped, 200s again after restart"},
+        "met": {"mixed": mixed["server_errors_5xx"] == 0 and mixed["dropped_connections"] == 0
+                and mixed["requests"] == args.requests,
+                "gateway_over_triton_text": comparison["text"]["median"] >= 0.85,
+                "gateway_over_triton_image": comparison["image"]["median"] >= 0.85,
+                "outage": down["other_5xx"] == 0 and down["dropped_connections"] == 0 and down["recovered"]
+                and down["every_503_has_retry_after"]},
+    })
+
+
+if __name__ == "__main__":
+    main()

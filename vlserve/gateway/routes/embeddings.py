@@ -1,0 +1,74 @@
+"""``POST /v1/embeddings``: OpenAI's embeddings API, so the official SDK works unchanged; data-URI
+(or URL) inputs are embedded as images, in the same space as the texts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from vlserve.api.schemas import EmbeddingsRequest, EmbeddingsResponse
+from vlserve.errors import InvalidInput, Unsupported
+from vlserve.gateway.body import body_doc, read_body
+from vlserve.gateway.images import is_image_ref
+from vlserve.gateway.registry import DeployedModel
+from vlserve.gateway.routes.common import ERRORS, json_response
+from vlserve.gateway.state import gateway
+
+router = APIRouter()
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS, tags=["embeddings"],
+             summary="Embed texts and images (OpenAI-compatible)", openapi_extra=body_doc(EmbeddingsRequest))
+async def embeddings(request: Request) -> Response:
+    gw = gateway(request)
+    req = await read_body(request, EmbeddingsRequest)
+    model = gw.registry.get(req.model)
+    model.check_dimensions(req.dimensions)
+    inputs = [req.input] if isinstance(req.input, str) else req.input
+    if not inputs:
+        raise InvalidInput("input is empty: give a string or a non-empty list of strings", field="input")
+    if not all(isinstance(x, str) for x in inputs):
+        raise Unsupported("token-id input is not supported: send texts, or images as data URIs", field="input")
+    strings: list[str] = inputs  # type: ignore[assignment]  # every item checked above
+    texts = [(i, x) for i, x in enumerate(strings) if not is_image_ref(x)]
+    images = [(i, x) for i, x in enumerate(strings) if is_image_ref(x)]
+    gw.limits.texts([x for _, x in texts], "input", [i for i, _ in texts])
+    gw.limits.images(len(images), "input")
+    image_bytes = await gw.images.resolve([x for _, x in images], "input", [i for i, _ in images])
+    text_emb, image_emb = await asyncio.gather(embed_texts(model, [x for _, x in texts], req.dimensions),
+                                               embed_images(model, image_bytes, req.dimensions))
+    vectors: list[np.ndarray] = [np.empty(0)] * len(strings)
+    for (i, _), v in [*zip(texts, text_emb, strict=True), *zip(images, image_emb, strict=True)]:
+        vectors[i] = v
+    tokens = sum(len(_TOKEN.findall(x)) for _, x in texts) + len(images)
+    data = [{"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+            for i, v in enumerate(vectors)]
+    body = {"object": "list", "data": data, "model": model.id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return json_response(body)
+
+
+def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    out: list[float] = vector.tolist()
+    return out
+
+
+async def embed_texts(model: DeployedModel, texts: list[str], dimensions: int | None) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, dimensions or model.dimensions), np.float32)
+    model.require("text_encoder")
+    return await model.batched("text_encoder", lambda chunk: model.client.embed_texts(chunk, dimensions), texts)
+
+
+async def embed_images(model: DeployedModel, images: list[bytes], dimensions: int | None) -> np.ndarray:
+    if not images:
+        return np.zeros((0, dimensions or model.dimensions), np.float32)
+    model.require("image_encoder")
+    return await model.batched("image_encoder", lambda chunk: model.client.embed_images(chunk, dimensions), images)
