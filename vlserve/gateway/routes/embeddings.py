@@ -40,8 +40,12 @@ async def embeddings(request: Request) -> Response:
     gw.limits.texts([x for _, x in texts], "input", [i for i, _ in texts])
     gw.limits.images(len(images), "input")
     image_bytes = await gw.images.resolve([x for _, x in images], "input", [i for i, _ in images])
-    text_emb, image_emb = await asyncio.gather(embed_texts(model, [x for _, x in texts], req.dimensions),
-                                               embed_images(model, image_bytes, req.dimensions))
+    text_calls = embed_texts(model, [x for _, x in texts], req.dimensions)
+    image_calls = embed_images(model, image_bytes, req.dimensions)
+    if texts and images:
+        text_emb, image_emb = await asyncio.gather(text_calls, image_calls)
+    else:  # one side has nothing to do: no tasks to schedule
+        text_emb, image_emb = await text_calls, await image_calls
     vectors: list[np.ndarray] = [np.empty(0)] * len(strings)
     for (i, _), v in [*zip(texts, text_emb, strict=True), *zip(images, image_emb, strict=True)]:
         vectors[i] = v
@@ -53,11 +57,10 @@ async def embeddings(request: Request) -> Response:
     return json_response(body)
 
 
-def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    out: list[float] = vector.tolist()
-    return out
+def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
+    """float: the float32 array itself (written by orjson); base64: of its little-endian bytes (OpenAI's)."""
+    vector = np.ascontiguousarray(vector, dtype="<f4")
+    return base64.b64encode(vector.tobytes()).decode() if encoding == "base64" else vector
 
 
 async def embed_texts(model: DeployedModel, texts: list[str], dimensions: int | None) -> np.ndarray:
