@@ -12,11 +12,11 @@ from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import EmbeddingsRequest, EmbeddingsResponse
 from vlserve.errors import InvalidInput, Unsupported
-from vlserve.gateway.body import body_doc, read_body
+from vlserve.gateway.body import body_doc
 from vlserve.gateway.images import is_image_ref
 from vlserve.gateway.registry import DeployedModel
 from vlserve.gateway.routes.common import ERRORS, json_response
-from vlserve.gateway.state import gateway
+from vlserve.gateway.state import model_request
 
 router = APIRouter()
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -25,9 +25,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS, tags=["embeddings"],
              summary="Embed texts and images (OpenAI-compatible)", openapi_extra=body_doc(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, EmbeddingsRequest)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, EmbeddingsRequest)
     model.check_dimensions(req.dimensions)
     inputs = [req.input] if isinstance(req.input, str) else req.input
     if not inputs:
