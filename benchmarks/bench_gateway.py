@@ -355,6 +355,7 @@ def main() -> None:
     p.add_argument("--big-spec", default="open_clip:ViT-B-32?init=random",
                    help="a model of real size for the second comparison ('' to skip)")
     args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # both models load from local files; no hub probe in the stubs
 
     import tritonclient.grpc as grpcclient
 
@@ -368,7 +369,7 @@ def main() -> None:
     texts = [f"a {c} {s}".encode() for s in SHAPES for c in COLOURS]
     c, s = args.concurrency, args.seconds
     env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * c), "VLSERVE_MODEL": "toy"}
-    with running_triton(work / "repo", work / "cache") as triton, \
+    with running_triton(work / "repo", work / "cache", ready_timeout=900) as triton, \
             running_gateway(triton.grpc_url, work / "index", work, env) as gateway:
         meta = grpcclient.InferenceServerClient(triton.grpc_url).get_server_metadata()
         TRITONSERVER_VERSION["version"] = meta.version
