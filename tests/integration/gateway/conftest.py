@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from gateway_stack import Stack, live_stack
+
+from .gateway_stack import Stack, live_stack
 
 
 @pytest.fixture(scope="package")
