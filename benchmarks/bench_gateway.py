@@ -7,7 +7,10 @@ process, driven by an asyncio client (aiohttp) in this process.
    counts, 5xx and dropped connections (both must be 0).
 2. **Gateway vs Triton**: the same single-input embedding requests (one text; one 96 px PNG) sent at
    the same concurrency through the gateway (HTTP JSON) and straight to Triton (tritonclient gRPC aio),
-   ``--seconds`` per arm, in interleaved paired rounds after a warm-up (``_common.paired_rounds``).
+   ``--seconds`` per arm, in interleaved paired rounds after a warm-up (``_common.paired_rounds``);
+   each arm is also charged its CPU per request by process (client, gateway, Triton), from /proc.
+   Then the same for 224 px JPEGs on a model of real size (``--big-spec``, ViT-B-32 with seeded
+   random weights, as bench_triton.py), where the model's work, not the transport's, dominates.
    Target: gateway / Triton >= 0.85 (median of the per-round ratios).
 3. **Triton goes away**: a steady stream of embedding requests; Triton is killed mid-stream (SIGKILL
    to its process group: a crash), then started again on the same ports 3 s later. Every answer must be a 200 or a
@@ -54,6 +57,17 @@ def toy_pngs(n: int) -> list[bytes]:
         scene = composed_scene([(SHAPES[i % 6], COLOURS[(i // 6) % 6])], index=i, image_size=96)
         buf = io.BytesIO()
         Image.fromarray(scene.image).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def jpegs_224(n: int) -> list[bytes]:
+    """Toy scenes at 224 px, JPEG: the input size of a real CLIP (as bench_triton.py uses)."""
+    out = []
+    for png in toy_pngs(n):
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(png)).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC).save(
+            buf, format="JPEG", quality=90)
         out.append(buf.getvalue())
     return out
 
@@ -130,7 +144,7 @@ async def mixed_load(url: str, mix: list[tuple[str, str, bytes | None]], total: 
     }
 
 
-async def gateway_rate(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> float:
+async def gateway_rate(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> tuple[int, float]:
     import aiohttp
 
     done = 0
@@ -150,11 +164,11 @@ async def gateway_rate(url: str, bodies: list[bytes], concurrency: int, seconds:
 
         t = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        return done / (time.perf_counter() - t)
+        return done, time.perf_counter() - t
 
 
 async def triton_rate(grpc_url: str, model: str, tensor: str, values: list[bytes], concurrency: int,
-                      seconds: float) -> float:
+                      seconds: float) -> tuple[int, float]:
     import tritonclient.grpc.aio as grpcclient
 
     client = grpcclient.InferenceServerClient(grpc_url)
@@ -177,7 +191,54 @@ async def triton_rate(grpc_url: str, model: str, tensor: str, values: list[bytes
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
     finally:
         await client.close()
-    return done / (time.perf_counter() - t)
+    return done, time.perf_counter() - t
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (Triton's python-backend stubs), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class CpuPerRequest:
+    """Arms of the paired rounds, each also charged the CPU it cost per request, by process: this client,
+    the gateway, Triton (server and stubs). On shared cores that, not wall time, says what the gateway adds."""
+
+    def __init__(self, gateway_pid: int, triton: Any) -> None:
+        self.gateway_pid, self.triton = gateway_pid, triton
+        self.us: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+
+    def snapshot(self) -> dict[str, float]:
+        assert self.triton.process is not None
+        return {"client": time.process_time(), "gateway": process_cpu_s(self.gateway_pid),
+                "triton": process_cpu_s(self.triton.process.pid)}
+
+    def arm(self, name: str, run: Any) -> Any:
+        def measured() -> float:
+            before = self.snapshot()
+            done, seconds = run()
+            after = self.snapshot()
+            for k in after:
+                self.us[name][k].append(1e6 * (after[k] - before[k]) / max(done, 1))
+            return done / seconds
+
+        return measured
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, parts in self.us.items():
+            medians = {k: round(float(np.median(v[1:] or v)), 1) for k, v in parts.items()}  # [0]: the warm-up
+            out[name] = {**medians, "total": round(sum(medians.values()), 1)}
+        return out
 
 
 def kill(triton: Any) -> None:
@@ -244,6 +305,45 @@ async def outage(url: str, triton: Any, concurrency: int, before_s: float, ready
     }
 
 
+def wait_ready(url: str) -> None:
+    """Until the gateway has discovered the models and loaded the indexes (it does so in the background)."""
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+
+
+def compare(gateway: Any, triton: Any, model: str, kinds: dict[str, list[bytes]], concurrency: int, seconds: float,
+            rounds: int) -> dict[str, Any]:
+    """Gateway vs direct Triton gRPC on the same single-input embedding requests, in paired rounds.
+    ``kinds``: "text" (UTF-8 texts) and/or "image" (encoded images)."""
+    assert gateway.process is not None
+    cpu = CpuPerRequest(gateway.process.pid, triton)
+    arms: dict[str, Any] = {}
+    for kind, values in kinds.items():
+        if kind == "text":
+            inputs = [v.decode() for v in values]
+        else:
+            inputs = ["data:image/png;base64," + base64.b64encode(v).decode() for v in values]
+        bodies = [json.dumps({"model": model, "input": [x]}).encode() for x in inputs]
+        triton_model, tensor = ("text_encoder", "TEXT") if kind == "text" else ("image_encoder", "IMAGE")
+        arms[f"gateway_{kind}"] = cpu.arm(f"gateway_{kind}", lambda b=bodies: asyncio.run(
+            gateway_rate(gateway.url, b, concurrency, seconds)))
+        arms[f"triton_{kind}"] = cpu.arm(f"triton_{kind}", lambda m=triton_model, t=tensor, v=values: asyncio.run(
+            triton_rate(triton.grpc_url, m, t, v, concurrency, seconds)))
+    per_round = paired_rounds(arms, rounds)
+    return {"concurrency": concurrency, "seconds_per_arm": seconds, "rounds": rounds,
+            "requests_per_s": {k: spread(v, 1) for k, v in per_round.items()},
+            "ratios": {kind: ratios(per_round, f"gateway_{kind}", f"triton_{kind}") for kind in kinds},
+            "cpu_us_per_request": cpu.summary()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=5000)
@@ -252,7 +352,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=6, help="per arm and round (gateway vs Triton)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--index-images", type=int, default=500)
+    p.add_argument("--big-spec", default="open_clip:ViT-B-32?init=random",
+                   help="a model of real size for the second comparison ('' to skip)")
     args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # both models load from local files; no hub probe in the stubs
 
     import tritonclient.grpc as grpcclient
 
@@ -263,61 +366,45 @@ def main() -> None:
     build_repository(work / "repo", "toy")
     ensure_toy_index(work / "index", "toyworld", work / "cache", n=args.index_images)
     images = toy_pngs(36)
-    texts = [f"a {c} {s}" for s in SHAPES for c in COLOURS]
-    env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * args.concurrency), "VLSERVE_MODEL": "toy"}
-    with running_triton(work / "repo", work / "cache") as triton, \
+    texts = [f"a {c} {s}".encode() for s in SHAPES for c in COLOURS]
+    c, s = args.concurrency, args.seconds
+    env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * c), "VLSERVE_MODEL": "toy"}
+    with running_triton(work / "repo", work / "cache", ready_timeout=900) as triton, \
             running_gateway(triton.grpc_url, work / "index", work, env) as gateway:
         meta = grpcclient.InferenceServerClient(triton.grpc_url).get_server_metadata()
         TRITONSERVER_VERSION["version"] = meta.version
-        while True:  # the gateway discovers the models and loads the index in the background
-            import urllib.request
-
-            try:
-                with urllib.request.urlopen(f"{gateway.url}/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.5)
-
-        mixed = asyncio.run(mixed_load(gateway.url, request_mix(images), args.requests, args.concurrency,
-                                       args.max_seconds))
+        wait_ready(gateway.url)
+        mixed = asyncio.run(mixed_load(gateway.url, request_mix(images), args.requests, c, args.max_seconds))
         print(json.dumps(mixed, indent=1), flush=True)
-
-        text_bodies = [json.dumps({"model": "toy", "input": [t]}).encode() for t in texts]
-        image_bodies = [json.dumps({"model": "toy", "input": [
-            "data:image/png;base64," + base64.b64encode(i).decode()]}).encode() for i in images]
-        c, s = args.concurrency, args.seconds
-        arms = {
-            "gateway_text": lambda: asyncio.run(gateway_rate(gateway.url, text_bodies, c, s)),
-            "triton_text": lambda: asyncio.run(triton_rate(triton.grpc_url, "text_encoder", "TEXT",
-                                                           [t.encode() for t in texts], c, s)),
-            "gateway_image": lambda: asyncio.run(gateway_rate(gateway.url, image_bodies, c, s)),
-            "triton_image": lambda: asyncio.run(triton_rate(triton.grpc_url, "image_encoder", "IMAGE", images, c, s)),
-        }
-        per_round = paired_rounds(arms, args.rounds)
+        toy = compare(gateway, triton, "toy", {"text": texts, "image": images}, c, s, args.rounds)
         down = asyncio.run(outage(gateway.url, triton, 8, 3.0, 240))
         print(json.dumps(down, indent=1), flush=True)
-    comparison = {"text": ratios(per_round, "gateway_text", "triton_text"),
-                  "image": ratios(per_round, "gateway_image", "triton_image")}
+    big = None
+    if args.big_spec:
+        build_repository(work / "big-repo", args.big_spec, models=("image_encoder", "text_encoder"))
+        (work / "no-index").mkdir()
+        with running_triton(work / "big-repo", work / "cache", ready_timeout=900) as triton, \
+                running_gateway(triton.grpc_url, work / "no-index", work, {**env, "VLSERVE_MODEL": args.big_spec}) \
+                as gateway:
+            wait_ready(gateway.url)
+            big = {"model": args.big_spec, **compare(gateway, triton, args.big_spec, {"image": jpegs_224(36)}, c, s,
+                                                     args.rounds)}
+    met_big = {} if big is None else {"gateway_over_triton_big_image": big["ratios"]["image"]["median"] >= 0.85}
     write_result("gateway_load", {
         "model": "toy (the embedded default), Triton repository as `vlserve repo build` writes it",
         "transport": "client -> gateway: HTTP/1.1 JSON (aiohttp, loopback); gateway -> Triton: gRPC (tritonclient aio)",
-        "mixed_load": {"concurrency": args.concurrency, "requested": args.requests,
-                       "index_images": args.index_images, **mixed},
+        "mixed_load": {"concurrency": c, "requested": args.requests, "index_images": args.index_images, **mixed},
         "gateway_vs_triton": {
-            "requests": "one text (36 toy captions) or one 96 px PNG (36 toy scenes) per request, the same on "
-                        "both sides; concurrency " + str(c),
-            "seconds_per_arm": s, "rounds": args.rounds,
-            "requests_per_s": {k: spread(v, 1) for k, v in per_round.items()},
-            "ratios": comparison},
+            "requests": "one input per request, the same bytes on both sides: a text (36 toy captions) or a 96 px "
+                        "PNG (36 toy scenes); for the real-size model a 224 px JPEG (36 toy scenes)",
+            "toy": toy, "real_size": big},
         "triton_outage": down,
         "targets": {"mixed_5xx": 0, "mixed_dropped": 0, "gateway_over_triton": ">= 0.85",
                     "outage": "only 200 / 503 with Retry-After, none dropped, 200s again after restart"},
         "met": {"mixed": mixed["server_errors_5xx"] == 0 and mixed["dropped_connections"] == 0
                 and mixed["requests"] == args.requests,
-                "gateway_over_triton_text": comparison["text"]["median"] >= 0.85,
-                "gateway_over_triton_image": comparison["image"]["median"] >= 0.85,
+                "gateway_over_triton_toy_text": toy["ratios"]["text"]["median"] >= 0.85,
+                "gateway_over_triton_toy_image": toy["ratios"]["image"]["median"] >= 0.85, **met_big,
                 "outage": down["other_5xx"] == 0 and down["dropped_connections"] == 0 and down["recovered"]
                 and down["every_503_has_retry_after"]},
     })

@@ -55,15 +55,3 @@ def detection_images() -> list:
 
     rng = np.random.default_rng(5)
     return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 70), (90, 52), (33, 47))]
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    """One live gateway stack (real tritonserver + gateway, toy model) for every gateway test.
-
-    Defined here, not in a ``tests/integration/gateway/conftest.py``: a second module named ``conftest``
-    shadows this one for the tests that ``from conftest import ...``."""
-    from gateway_stack import live_stack  # tests/integration/gateway, on sys.path once its tests are collected
-
-    with live_stack(tmp_path_factory.mktemp("gateway-stack")) as s:
-        yield s

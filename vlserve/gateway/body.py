@@ -34,11 +34,14 @@ async def read_body(request: Request, schema: type[M], form: FormReader | None =
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
         raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"malformed JSON body: {e}") from None
-    elif form is not None and kind == "multipart/form-data":
+        try:  # parsed and validated in one pass
+            return schema.model_validate_json(raw)
+        except ValidationError as e:
+            errors = e.errors()
+            if errors and errors[0]["type"] == "json_invalid":
+                raise InvalidInput(f"malformed JSON body: {errors[0]['msg']}") from None
+            raise invalid_request(errors) from None
+    if form is not None and kind == "multipart/form-data":
         try:
             parts = await request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS)
         except HTTPException as e:  # starlette's answer to a multipart body it cannot parse

@@ -92,8 +92,9 @@ class DeployedModel:
                     e.item += start
                 raise
 
-        parts = await asyncio.gather(*(one(s) for s in range(0, len(items), size)))
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if len(items) <= size:  # the usual case: one request, no task to schedule
+            return await one(0)
+        return np.concatenate(await asyncio.gather(*(one(s) for s in range(0, len(items), size))))
 
 
 class Registry:

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from vlserve.errors import InvalidInput
+from vlserve.gateway.body import FormReader, read_body
 from vlserve.gateway.images import ImageResolver
 from vlserve.gateway.indexes import IndexService
 from vlserve.gateway.metrics import Metrics
-from vlserve.gateway.registry import Registry
+from vlserve.gateway.registry import DeployedModel, Registry
 from vlserve.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -78,6 +83,15 @@ class Gateway:
 def gateway(request: Request) -> Gateway:
     state: Gateway = request.app.state.gateway
     return state
+
+
+async def model_request(request: Request, schema: type[M], form: FormReader | None = None
+                        ) -> tuple[Gateway, M, DeployedModel]:
+    """How a model-bound route starts: the gateway, the request's validated body, and the deployed model it
+    names (its ``model`` field; default: the deployment's)."""
+    gw = gateway(request)
+    body = await read_body(request, schema, form)
+    return gw, body, gw.registry.get(getattr(body, "model", None))
 
 
 def one_of(request: object, names: Sequence[str]) -> str:

@@ -9,7 +9,8 @@ import json
 import httpx
 import numpy as np
 import pytest
-from gateway_stack import KEYS, MAX_IN_FLIGHT, SHAPES, Stack, b64, data_uri, toy_image
+
+from .gateway_stack import KEYS, MAX_IN_FLIGHT, SHAPES, Stack, b64, data_uri, toy_image
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_stack import KEYS, MAX_BODY, MAX_IMAGE, SHAPES, Stack, b64, data_uri, toy_image
 from PIL import Image
+
+from .gateway_stack import KEYS, MAX_BODY, MAX_IMAGE, SHAPES, Stack, b64, data_uri, toy_image
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from gateway_stack import KEYS, Stack
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+
+from .gateway_stack import KEYS, Stack
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"

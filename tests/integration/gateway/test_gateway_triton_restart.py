@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from gateway_stack import SHAPES, Stack, b64, toy_image
+
+from .gateway_stack import SHAPES, Stack, b64, toy_image
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import ClassifyForm, ClassifyRequest, ClassifyResponse, RankRequest, RankResponse
 from vlserve.errors import InvalidInput, VLServeError
-from vlserve.gateway.body import body_doc, form_reader, read_body
+from vlserve.gateway.body import body_doc, form_reader
 from vlserve.gateway.registry import DeployedModel
 from vlserve.gateway.routes.common import ERRORS, each_image, json_response
 from vlserve.gateway.routes.embeddings import embed_images, embed_texts
-from vlserve.gateway.state import gateway, one_of
+from vlserve.gateway.state import model_request, one_of
 from vlserve.serving.client import Classification
 
 router = APIRouter()
@@ -27,9 +27,7 @@ classify_form = form_reader(files={"image": "images", "images": "images"},
 @router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["zero-shot"],
              summary="Zero-shot classification of images", openapi_extra=body_doc(ClassifyRequest, ClassifyForm))
 async def classify(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, ClassifyRequest, classify_form)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, ClassifyRequest, classify_form)
     model.require("zero_shot_classifier")
     model.check_dimensions(req.dimensions)
     given = one_of(req, ("labels", "descriptors", "head"))
@@ -65,9 +63,7 @@ def _classification(c: Classification) -> dict[str, Any]:
              summary="Rank candidate texts for an image, or candidate images for a text",
              openapi_extra=body_doc(RankRequest))
 async def rank(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, RankRequest)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, RankRequest)
     model.check_dimensions(req.dimensions)
     query_kind = one_of(req, ("text", "image"))
     wanted, unwanted = ("images", "texts") if query_kind == "text" else ("texts", "images")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import Response
 
 from vlserve.api.schemas import ErrorBody
@@ -28,8 +28,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody, "description"
 
 
 def json_response(body: dict[str, Any]) -> Response:
-    """A JSON answer built directly (routes build plain dicts; their schema is the route's response_model)."""
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    """A JSON answer built directly (routes build plain dicts, numpy arrays included; their schema is the
+    route's response_model). float32 values are written with the digits that round-trip float32."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 async def each_image(images: Sequence[bytes], call: Callable[[bytes], Awaitable[T]]) -> list[T]:

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import DetectRequest, DetectResponse, SegmentRequest, SegmentResponse
 from vlserve.api.tensors import DETECTOR
-from vlserve.gateway.body import body_doc, read_body
+from vlserve.gateway.body import body_doc
 from vlserve.gateway.pending import PIXEL_TEXT, detect_one, require_deployed, segment_one
 from vlserve.gateway.routes.common import ERRORS, each_image, json_response
-from vlserve.gateway.state import gateway, one_of
+from vlserve.gateway.state import model_request, one_of
 
 router = APIRouter()
 
@@ -19,9 +19,7 @@ router = APIRouter()
              summary="Boxes for text queries or example images (the Triton model 'detector')",
              openapi_extra=body_doc(DetectRequest))
 async def detect(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, DetectRequest)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, DetectRequest)
     one_of(req, ("queries", "query_images"))
     gw.limits.images(len(req.images) + len(req.query_images or []), "images")
     if req.queries is not None:
@@ -38,9 +36,7 @@ async def detect(request: Request) -> Response:
 @router.post("/v1/segment", response_model=SegmentResponse, responses=ERRORS, tags=["dense"],
              summary="The label of every pixel (the Triton model 'pixel_text')", openapi_extra=body_doc(SegmentRequest))
 async def segment(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, SegmentRequest)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, SegmentRequest)
     gw.limits.images(len(req.images), "images")
     gw.limits.labels(req.labels)
     await require_deployed(model, PIXEL_TEXT)

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import EmbeddingsRequest, EmbeddingsResponse
 from vlserve.errors import InvalidInput, Unsupported
-from vlserve.gateway.body import body_doc, read_body
+from vlserve.gateway.body import body_doc
 from vlserve.gateway.images import is_image_ref
 from vlserve.gateway.registry import DeployedModel
 from vlserve.gateway.routes.common import ERRORS, json_response
-from vlserve.gateway.state import gateway
+from vlserve.gateway.state import model_request
 
 router = APIRouter()
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -25,9 +25,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS, tags=["embeddings"],
              summary="Embed texts and images (OpenAI-compatible)", openapi_extra=body_doc(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
-    gw = gateway(request)
-    req = await read_body(request, EmbeddingsRequest)
-    model = gw.registry.get(req.model)
+    gw, req, model = await model_request(request, EmbeddingsRequest)
     model.check_dimensions(req.dimensions)
     inputs = [req.input] if isinstance(req.input, str) else req.input
     if not inputs:
@@ -40,8 +38,12 @@ async def embeddings(request: Request) -> Response:
     gw.limits.texts([x for _, x in texts], "input", [i for i, _ in texts])
     gw.limits.images(len(images), "input")
     image_bytes = await gw.images.resolve([x for _, x in images], "input", [i for i, _ in images])
-    text_emb, image_emb = await asyncio.gather(embed_texts(model, [x for _, x in texts], req.dimensions),
-                                               embed_images(model, image_bytes, req.dimensions))
+    text_calls = embed_texts(model, [x for _, x in texts], req.dimensions)
+    image_calls = embed_images(model, image_bytes, req.dimensions)
+    if texts and images:
+        text_emb, image_emb = await asyncio.gather(text_calls, image_calls)
+    else:  # one side has nothing to do: no tasks to schedule
+        text_emb, image_emb = await text_calls, await image_calls
     vectors: list[np.ndarray] = [np.empty(0)] * len(strings)
     for (i, _), v in [*zip(texts, text_emb, strict=True), *zip(images, image_emb, strict=True)]:
         vectors[i] = v
@@ -53,11 +55,10 @@ async def embeddings(request: Request) -> Response:
     return json_response(body)
 
 
-def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    out: list[float] = vector.tolist()
-    return out
+def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
+    """float: the float32 array itself (written by orjson); base64: of its little-endian bytes (OpenAI's)."""
+    vector = np.ascontiguousarray(vector, dtype="<f4")
+    return base64.b64encode(vector.tobytes()).decode() if encoding == "base64" else vector
 
 
 async def embed_texts(model: DeployedModel, texts: list[str], dimensions: int | None) -> np.ndarray:
