@@ -92,3 +92,38 @@ def test_towers_round_trip_through_the_clip_folder(tmp_path: Path) -> None:
     assert load_clip_towers(target, tmp_path / "vit") == {"steps": 7}
     for (name, a), b in zip(source.owlvit.state_dict().items(), target.owlvit.state_dict().values(), strict=True):
         assert torch.allclose(a.half().float(), b), name  # fp16 on disk
+
+
+@torch.no_grad()
+def test_toy_clip_text_tower_copies_exactly_into_the_owl_text_tower() -> None:
+    import json as _json
+
+    from open_clip.model import CLIP
+    from open_clip.tokenizer import SimpleTokenizer
+    from safetensors.torch import load_file
+
+    from vlserve.toyworld.model import TOY_DIR
+    from vlserve.toyworld.owl import text_tower_from_open_clip
+
+    toy = CLIP(**_json.loads((TOY_DIR / "open_clip_config.json").read_text())["model_cfg"])
+    toy.load_state_dict({k: v.float() for k, v in load_file(str(TOY_DIR / "open_clip_model.safetensors")).items()})
+    owl = build_detector(seed=3).eval()
+    source = text_tower_from_open_clip(owl, TOY_DIR)
+    assert len(source["sha256"]) == 16
+    texts = ["a red star", "a photo of a hand-drawn blue triangle outline"]
+    want = toy.eval().encode_text(SimpleTokenizer(context_length=32)(texts))
+    ids = SimpleTokenizer(context_length=16)(texts)
+    got = owl.owlvit.get_text_features(input_ids=ids, attention_mask=(ids != 0).long()).pooler_output
+    assert torch.allclose(got, want, atol=1e-5)
+    assert float(owl.owlvit.logit_scale) == pytest.approx(float(toy.logit_scale))
+
+
+def test_one_to_many_matching_gives_each_object_several_patches() -> None:
+    target = [{"boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]]), "queries": torch.tensor([[1, 4]])}]
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.3], [0.52, 0.5, 0.2, 0.3], [0.1, 0.1, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1]]])
+    logits = _logits(4, 6, {0: [1, 4], 1: [1, 4]})
+    one, parts_one = detection_loss(logits, boxes, target)
+    two, parts_two = detection_loss(logits, boxes, target, per_object=2)
+    assert parts_one["l1"] == pytest.approx(0.0, abs=1e-6)  # one-to-one takes the exact box
+    assert parts_two["l1"] > 0  # the second-best patch is matched too
+    assert float(two) < float(one)  # patch 1's high scores are now positives, not penalised negatives

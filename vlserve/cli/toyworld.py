@@ -150,6 +150,13 @@ def train_detector(
     log: Annotated[Path | None, typer.Option(help="JSON-lines training log")] = None,
     init_towers: Annotated[Path | None, typer.Option(help="skip stage 1: the --towers-out folder of an earlier "
                                                           "run")] = None,
+    text_from: Annotated[Path | None, typer.Option(help="an open_clip toy CLIP folder (e.g. vlserve/assets/toy) whose "
+                                                        "text tower is copied in and locked (LiT)")] = None,
+    distil: Annotated[float, typer.Option(help="stage 1: weight of the cosine distillation to the --text-from "
+                                               "model's image embedding (0: none)")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="stage 1 batch")] = 128,
+    per_object: Annotated[int, typer.Option(help="stage 2: patches matched to each object for the first half "
+                                                 "(1: one-to-one, OWL-ViT's)")] = 1,
 ) -> None:
     """Train the toy OWL-ViT from random weights: contrastive towers, then detection (see
     ``vlserve.toyworld.detector_train``). Validation is COCO AP50 (pycocotools) on val scenes."""
@@ -163,7 +170,9 @@ def train_detector(
     cfg = DetectorTrainConfig(pretrain_steps=pretrain_steps, pretrain_minutes=pretrain_minutes,
                               detect_steps=detect_steps, detect_minutes=detect_minutes, seed=seed, threads=threads,
                               pretrain_lr=pretrain_lr, detect_lr=detect_lr,
-                              init_towers=str(init_towers) if init_towers else None,
+                              init_towers=str(init_towers) if init_towers else None, pretrain_batch=batch_size,
+                              text_from=str(text_from) if text_from else None, distil=distil,
+                              per_object=per_object,
                               workers=workers, eval_every=eval_every)
     bars = {"pretrain": tqdm(desc="towers", unit="step"), "detect": tqdm(desc="detection", unit="step")}
 

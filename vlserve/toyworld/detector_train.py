@@ -40,6 +40,7 @@ from vlserve.toyworld.owl import (
     load_clip_towers,
     save_clip_towers,
     save_detector,
+    text_tower_from_open_clip,
 )
 from vlserve.toyworld.scene import COLOURS, SHAPES
 from vlserve.toyworld.train import contrastive_loss
@@ -70,6 +71,10 @@ class DetectorTrainConfig:
     workers: int = 1
     eval_every: int = 200
     init_towers: str | None = None  # skip stage 1: start from a ``save_clip_towers`` folder of an earlier run
+    text_from: str | None = None  # an open_clip toy CLIP folder whose text tower is copied in and locked (LiT)
+    distil: float = 0.0  # stage 1: weight of 1 - cos(ViT image embedding, the text_from model's image embedding)
+    per_object: int = 1  # stage 2: patches matched to each object (1: OWL-ViT's one-to-one)
+    per_object_until: float = 0.5  # share of stage 2 after which matching is one-to-one again
 
 
 def _pixels(images: list[np.ndarray]) -> np.ndarray:
@@ -135,8 +140,13 @@ def _xyxy(b: torch.Tensor) -> torch.Tensor:
 
 
 def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]],
-                   weights: tuple[float, float, float] = (2.0, 5.0, 2.0)) -> tuple[torch.Tensor, dict[str, float]]:
+                   weights: tuple[float, float, float] = (2.0, 5.0, 2.0),
+                   per_object: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
     """Hungarian matching, then sigmoid focal loss (all patches x queries) + L1 + GIoU (matched boxes).
+
+    ``per_object`` > 1 matches each object to that many patches (the assignment over the cost
+    matrix with every object's column repeated; one-to-many matching as in H-DETR/Group DETR), which
+    gives the class head several positives per object early on; NMS removes the duplicates.
 
     ``logits`` [B, P, Q], ``boxes`` [B, P, 4] (cx, cy, w, h in [0, 1]); each target holds ``boxes``
     [n, 4] and ``queries`` [n, k] (the query indices its object is a positive for)."""
@@ -154,14 +164,17 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict
         p_obj = prob[b][:, t["queries"]].mean(-1)  # [P, n]
         cost = (-w_cls * p_obj + w_l1 * torch.cdist(boxes[b].detach(), t["boxes"], p=1)
                 - w_giou * generalized_box_iou(_xyxy(boxes[b].detach()), _xyxy(t["boxes"])))
-        rows, cols = linear_sum_assignment(cost.numpy())
+        repeat = max(1, min(per_object, len(cost) // n))
+        column_object = torch.arange(n).repeat(repeat)
+        rows, cols = linear_sum_assignment(cost[:, column_object].numpy())
+        cols = column_object[torch.as_tensor(cols)].numpy()
         for r, c in zip(rows, cols, strict=True):
             cls_target[b, r, t["queries"][c]] = 1.0
         pred_boxes.append(boxes[b, torch.as_tensor(rows)])
         true_boxes.append(t["boxes"][torch.as_tensor(cols)])
-    n_boxes = max(1, sum(len(t["boxes"]) for t in targets))
-    l_cls = sigmoid_focal_loss(logits, cls_target, alpha=0.25, gamma=2.0, reduction="sum") / n_boxes
     pb, tb = torch.cat(pred_boxes), torch.cat(true_boxes)
+    n_boxes = max(1, len(pb))  # matched (patch, object) pairs
+    l_cls = sigmoid_focal_loss(logits, cls_target, alpha=0.25, gamma=2.0, reduction="sum") / n_boxes
     l_l1 = F.l1_loss(pb, tb, reduction="sum") / n_boxes
     l_giou = (1 - torch.diag(generalized_box_iou(_xyxy(pb), _xyxy(tb)))).sum() / n_boxes
     loss = w_cls * l_cls + w_l1 * l_l1 + w_giou * l_giou
@@ -181,8 +194,9 @@ def detect_forward(model: Any, pixel_values: torch.Tensor, input_ids: torch.Tens
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
@@ -244,8 +258,17 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
 
     t_start = time.time()
     towers_from: dict[str, Any] | None = None
+    text_source: dict[str, Any] | None = None
+    teacher = None
     if cfg.init_towers:
         towers_from = {"folder": cfg.init_towers, **load_clip_towers(model, Path(cfg.init_towers))}
+    if cfg.text_from:
+        # LiT (Zhai et al. 2022): a contrastively trained text tower, locked; only the image side learns
+        text_source = text_tower_from_open_clip(model, Path(cfg.text_from))
+        for p in (*model.owlvit.text_model.parameters(), *model.owlvit.text_projection.parameters()):
+            p.requires_grad_(False)
+        if cfg.distil:
+            teacher = _open_clip_image_tower(Path(cfg.text_from))
     # stage 1: contrastive towers
     clip = model.owlvit
     opt = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.pretrain_lr, betas=(0.9, 0.98))
@@ -255,9 +278,14 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         batch = next(batches)
         for g in opt.param_groups:
             g["lr"] = sched(step)
-        img = clip.get_image_features(pixel_values=_normalise(batch["images"])).pooler_output
+        pixels = _normalise(batch["images"])
+        img = clip.get_image_features(pixel_values=pixels).pooler_output
         txt = clip.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
         loss = contrastive_loss(img, txt, batch["positives"], clip, (img.shape[1],), "clip")
+        if teacher is not None:
+            with torch.no_grad():
+                target = F.normalize(teacher(pixels), dim=-1)
+            loss = loss + cfg.distil * (1 - (F.normalize(img, dim=-1) * target).sum(-1)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
@@ -271,7 +299,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     if not towers_from:
         save_clip_towers(clip, out_towers, {"stage": "contrastive pre-training of the toy OWL-ViT towers",
                                             "steps": pretrain_steps, "seconds": pretrain_seconds,
-                                            "config": asdict(cfg)})
+                                            "text_tower": text_source or "trained here", "config": asdict(cfg)})
     clip.train()
 
     # stage 2: detection
@@ -284,7 +312,8 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         for g in opt.param_groups:
             g["lr"] = sched(step)
         logits, boxes = detect_forward(model, _normalise(batch["images"]), batch["input_ids"], batch["attention_mask"])
-        loss, parts = detection_loss(logits, boxes, batch["targets"])
+        k = cfg.per_object if sched.progress(step) < cfg.per_object_until else 1
+        loss, parts = detection_loss(logits, boxes, batch["targets"], per_object=k)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -304,6 +333,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     elapsed = round(time.time() - t_start, 1)
     summary = {**provenance(), "config": asdict(cfg), "seconds": elapsed,
                "pretrain": towers_from or {"steps": pretrain_steps, "seconds": pretrain_seconds},
+               "text_tower": text_source or "trained here",
                "detect": {"steps": detect_steps, "seconds": detect_seconds}, "final_val": final_val,
                "out": {"detector": str(out_detector), "towers": str(out_towers)}}
     save_detector(model, out_detector, {"train": summary})
@@ -311,6 +341,17 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         log_file.write(json.dumps({"summary": summary}) + "\n")
         log_file.close()
     return summary
+
+
+def _open_clip_image_tower(folder: Path) -> Any:
+    """The image tower of an open_clip local-dir model (eval mode, frozen): the stage-1 distillation teacher."""
+    from open_clip.model import CLIP
+    from safetensors.torch import load_file
+
+    model = CLIP(**json.loads((folder / "open_clip_config.json").read_text())["model_cfg"])
+    model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "open_clip_model.safetensors")).items()})
+    model.eval().requires_grad_(False)
+    return model.encode_image
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ PATCH = 12
 MAX_TOKENS = 16
 OWL_CFG: dict[str, Any] = {
     "text_config": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
-                    "max_position_embeddings": MAX_TOKENS, "vocab_size": 49408},
+                    "max_position_embeddings": MAX_TOKENS, "vocab_size": 49408, "hidden_act": "gelu"},
     "vision_config": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
                       "image_size": IMAGE_SIZE, "patch_size": PATCH},
     "projection_dim": 128,  # OWL-ViT's class head maps patches to the text width: the two must match
@@ -66,7 +66,7 @@ def build_detector(seed: int = 0) -> Any:
     corner, and the sigmoid passes no gradient) and the class logits in the hundreds. Here the heads
     are reset DETR-style instead: hidden layers at fan-in scale, the box head's last layer at zero so
     every patch starts with the prior box that transformers' box bias centres on it, and the logit
-    shift/scale starting from a constant (scores begin low, as focal-loss training wants)."""
+    shift/scale starting from constants (scores begin low, as focal-loss training wants; see below)."""
     from transformers import OwlViTConfig, OwlViTForObjectDetection
 
     torch.manual_seed(seed)
@@ -77,7 +77,11 @@ def build_detector(seed: int = 0) -> Any:
             torch.nn.init.zeros_(layer.bias)
         torch.nn.init.zeros_(model.box_head.dense2.weight)
         torch.nn.init.zeros_(model.box_head.dense2.bias)
-        for layer, bias in ((model.class_head.logit_shift, -2.0), (model.class_head.logit_scale, 1.0)):
+        # logits = (cos + shift) * (elu(scale) + 1): a scale of 10 lets query cosines that differ by
+        # 0.1 differ by 1 in logit from the start (Adam moves a bias by about the learning rate per
+        # step, so a scale starting at 2 stays too flat to tell queries apart for thousands of steps);
+        # the shift puts the first logits near -5 (focal loss's low prior)
+        for layer, bias in ((model.class_head.logit_shift, -0.5), (model.class_head.logit_scale, 9.0)):
             torch.nn.init.normal_(layer.weight, std=0.01)
             torch.nn.init.constant_(layer.bias, bias)
     return model
@@ -121,6 +125,44 @@ def save_detector(model: Any, out: Path, extra: dict[str, Any] | None = None) ->
     if extra:
         (out / "vlserve_train.json").write_text(json.dumps(extra, indent=2) + "\n")
     return out
+
+
+def text_tower_from_open_clip(model: Any, folder: Path) -> dict[str, Any]:
+    """Copy the text tower of the embedded toy CLIP (open_clip local-dir, ``folder``) into an OWL-ViT's.
+
+    The toy CLIP's text transformer has OWL-ViT's text shape (width 128, 4 layers, 4 heads, MLP 512,
+    exact GELU, causal attention, pooled at the end-of-text token, projection without bias), so
+    the copy is exact: open_clip's fused ``in_proj`` splits into q/k/v, its projection matrix is
+    transposed into a ``Linear``, and the first 16 of its 32 positions are kept (OWL-ViT's query
+    length). Returns the source's identity for the training record."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    path = folder / "open_clip_model.safetensors"
+    src = {k: v.float() for k, v in load_file(str(path)).items() if not k.startswith("visual.")}
+    w = OWL_CFG["text_config"]["hidden_size"]
+    state = {"embeddings.token_embedding.weight": src["token_embedding.weight"],
+             "embeddings.position_embedding.weight": src["positional_embedding"][:MAX_TOKENS],
+             "final_layer_norm.weight": src["ln_final.weight"], "final_layer_norm.bias": src["ln_final.bias"]}
+    for i in range(OWL_CFG["text_config"]["num_hidden_layers"]):
+        a, b = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        qkv_w, qkv_b = src[a + "attn.in_proj_weight"], src[a + "attn.in_proj_bias"]
+        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            state[b + f"self_attn.{name}.weight"] = qkv_w[j * w:(j + 1) * w]
+            state[b + f"self_attn.{name}.bias"] = qkv_b[j * w:(j + 1) * w]
+        for ours, theirs in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"),
+                             ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
+            state[b + ours + ".weight"] = src[a + theirs + ".weight"]
+            state[b + ours + ".bias"] = src[a + theirs + ".bias"]
+    missing, unexpected = model.owlvit.text_model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"{folder}: text tower does not map onto the toy OWL-ViT's ({missing[:3]}, {unexpected[:3]})")
+    with torch.no_grad():
+        model.owlvit.text_projection.weight.copy_(src["text_projection"].T)
+        model.owlvit.logit_scale.copy_(src["logit_scale"])
+    return {"folder": str(folder), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
 
 
 # OWL-ViT tower parameter name -> CLIP's (everything else is spelled the same)
