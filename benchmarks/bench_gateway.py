@@ -320,10 +320,9 @@ def wait_ready(url: str) -> None:
 
 
 def compare(gateway: Any, triton: Any, model: str, kinds: dict[str, list[bytes]], concurrency: int, seconds: float,
-            rounds: int, alone: Any = None) -> dict[str, Any]:
+            rounds: int) -> dict[str, Any]:
     """Gateway vs direct Triton gRPC on the same single-input embedding requests, in paired rounds.
-    ``kinds``: "text" (UTF-8 texts) and/or "image" (encoded images). ``alone``: a second gateway with
-    request coalescing off (``VLSERVE_COALESCE_IN_FLIGHT=0``), measured as a third arm of each round."""
+    ``kinds``: "text" (UTF-8 texts) and/or "image" (encoded images)."""
     assert gateway.process is not None
     cpu = CpuPerRequest(gateway.process.pid, triton)
     arms: dict[str, Any] = {}
@@ -336,25 +335,13 @@ def compare(gateway: Any, triton: Any, model: str, kinds: dict[str, list[bytes]]
         triton_model, tensor = ("text_encoder", "TEXT") if kind == "text" else ("image_encoder", "IMAGE")
         arms[f"gateway_{kind}"] = cpu.arm(f"gateway_{kind}", lambda b=bodies: asyncio.run(
             gateway_rate(gateway.url, b, concurrency, seconds)))
-        if alone is not None:
-            arms[f"gateway_uncoalesced_{kind}"] = asyncio_arm(alone.url, bodies, concurrency, seconds)
         arms[f"triton_{kind}"] = cpu.arm(f"triton_{kind}", lambda m=triton_model, t=tensor, v=values: asyncio.run(
             triton_rate(triton.grpc_url, m, t, v, concurrency, seconds)))
     per_round = paired_rounds(arms, rounds)
     return {"concurrency": concurrency, "seconds_per_arm": seconds, "rounds": rounds,
             "requests_per_s": {k: spread(v, 1) for k, v in per_round.items()},
             "ratios": {kind: ratios(per_round, f"gateway_{kind}", f"triton_{kind}") for kind in kinds},
-            "ratios_uncoalesced": None if alone is None else {
-                kind: ratios(per_round, f"gateway_uncoalesced_{kind}", f"triton_{kind}") for kind in kinds},
             "cpu_us_per_request": cpu.summary()}
-
-
-def asyncio_arm(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> Any:
-    def run() -> float:
-        n, elapsed = asyncio.run(gateway_rate(url, bodies, concurrency, seconds))
-        return n / elapsed
-
-    return run
 
 
 def main() -> None:
@@ -382,19 +369,14 @@ def main() -> None:
     texts = [f"a {c} {s}".encode() for s in SHAPES for c in COLOURS]
     c, s = args.concurrency, args.seconds
     env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * c), "VLSERVE_MODEL": "toy"}
-    alone_dir = work / "uncoalesced"
-    alone_dir.mkdir()
     with running_triton(work / "repo", work / "cache", ready_timeout=900) as triton, \
-            running_gateway(triton.grpc_url, work / "index", work, env) as gateway, \
-            running_gateway(triton.grpc_url, work / "index", alone_dir, {**env, "VLSERVE_COALESCE_IN_FLIGHT": "0"}) \
-            as alone:
+            running_gateway(triton.grpc_url, work / "index", work, env) as gateway:
         meta = grpcclient.InferenceServerClient(triton.grpc_url).get_server_metadata()
         TRITONSERVER_VERSION["version"] = meta.version
         wait_ready(gateway.url)
         mixed = asyncio.run(mixed_load(gateway.url, request_mix(images), args.requests, c, args.max_seconds))
         print(json.dumps(mixed, indent=1), flush=True)
-        wait_ready(alone.url)
-        toy = compare(gateway, triton, "toy", {"text": texts, "image": images}, c, s, args.rounds, alone)
+        toy = compare(gateway, triton, "toy", {"text": texts, "image": images}, c, s, args.rounds)
         down = asyncio.run(outage(gateway.url, triton, 8, 3.0, 240))
         print(json.dumps(down, indent=1), flush=True)
     big = None

@@ -48,8 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     fetcher = UrlFetcher(settings.url_allowed_hosts, settings.max_image_bytes, settings.url_timeout_s) \
         if settings.url_fetch else None
-    gw = Gateway(settings, Registry(settings.triton_url, settings.triton_protocol, settings.model,
-                                      coalesce_in_flight=settings.coalesce_in_flight),
+    gw = Gateway(settings, Registry(settings.triton_url, settings.triton_protocol, settings.model),
                  IndexService(settings.index_dir), ImageResolver(settings.max_image_bytes, fetcher),
                  Limits.of(settings), metrics)
 

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from vlserve.errors import InvalidInput, ModelUnavailable, NotFound, VLServeError
-from vlserve.gateway.coalesce import Call, Coalescer
 from vlserve.serving.client import AsyncVLServeClient, Protocol
 
 log = logging.getLogger("vlserve.gateway")
@@ -40,8 +39,6 @@ class DeployedModel:
     triton_models: dict[str, str]  # kind -> Triton model name
     max_batch: dict[str, int]  # kind -> its max_batch_size
     client: AsyncVLServeClient = field(repr=False)
-    coalesce_in_flight: int = 0  # 0: every embedding call goes to Triton alone
-    coalescers: dict[tuple[str, int | None], Coalescer] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -82,15 +79,6 @@ class DeployedModel:
         if kind not in self.triton_models:
             raise NotFound(f"model {kind!r} is not deployed")
 
-    def embedder(self, kind: str, dimensions: int | None, call: Call) -> Call:
-        """``call`` behind this model's :class:`Coalescer` for (kind, dimensions), when coalescing is on."""
-        if not self.coalesce_in_flight:
-            return call
-        key = (kind, dimensions)
-        if key not in self.coalescers:
-            self.coalescers[key] = Coalescer(call, self.max_batch.get(kind, 0) or 64, self.coalesce_in_flight)
-        return self.coalescers[key]
-
     async def batched(self, kind: str, call: Any, items: Sequence[Any]) -> np.ndarray:
         """``call(chunk)`` over chunks of at most the Triton model's ``max_batch_size``, concurrently (its
         dynamic batcher merges them again); an error's item is renumbered to the whole list."""
@@ -111,9 +99,8 @@ class DeployedModel:
 
 class Registry:
     def __init__(self, url: str, protocol: Protocol = "grpc", default_model: str | None = None,
-                 refresh_s: float = 10.0, coalesce_in_flight: int = 0) -> None:
+                 refresh_s: float = 10.0) -> None:
         self.url = url
-        self.coalesce_in_flight = coalesce_in_flight
         self.protocol = protocol
         self.default_model = default_model
         self.refresh_s = refresh_s
@@ -169,8 +156,7 @@ class Registry:
             model_id = str(info["spec"])
             if model_id in models:  # the same spec twice under two prefixes: the prefix tells them apart
                 model_id = f"{prefix}{model_id}"
-            models[model_id] = DeployedModel(model_id, prefix, info, kinds, max_batch, client,
-                                              self.coalesce_in_flight)
+            models[model_id] = DeployedModel(model_id, prefix, info, kinds, max_batch, client)
         self.models = models
         self.discovered = True
         log.info("deployed models: %s", {m.id: m.fingerprint for m in models.values()} or "none")

@@ -65,13 +65,11 @@ async def embed_texts(model: DeployedModel, texts: list[str], dimensions: int | 
     if not texts:
         return np.zeros((0, dimensions or model.dimensions), np.float32)
     model.require("text_encoder")
-    call = model.embedder("text_encoder", dimensions, lambda chunk: model.client.embed_texts(chunk, dimensions))
-    return await model.batched("text_encoder", call, texts)
+    return await model.batched("text_encoder", lambda chunk: model.client.embed_texts(chunk, dimensions), texts)
 
 
 async def embed_images(model: DeployedModel, images: list[bytes], dimensions: int | None) -> np.ndarray:
     if not images:
         return np.zeros((0, dimensions or model.dimensions), np.float32)
     model.require("image_encoder")
-    call = model.embedder("image_encoder", dimensions, lambda chunk: model.client.embed_images(chunk, dimensions))
-    return await model.batched("image_encoder", call, images)
+    return await model.batched("image_encoder", lambda chunk: model.client.embed_images(chunk, dimensions), images)
