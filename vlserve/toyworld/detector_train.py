@@ -297,10 +297,10 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     del batches
     clip.eval()
     if not towers_from:
-        record = {**provenance(), "stage": "contrastive pre-training of the toy OWL-ViT towers",
-                  "steps": pretrain_steps, "seconds": pretrain_seconds, "text_tower": text_source or "trained here",
-                  "config": asdict(cfg)}
-        save_clip_towers(clip, out_towers, record)
+        towers_record = {**provenance(), "stage": "contrastive pre-training of the toy OWL-ViT towers",
+                         "steps": pretrain_steps, "seconds": pretrain_seconds,
+                         "text_tower": text_source or "trained here", "config": asdict(cfg)}
+        save_clip_towers(clip, out_towers, towers_record)
     clip.train()
 
     # stage 2: detection
