@@ -12,7 +12,11 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,40 @@ RESULTS = Path(__file__).parent / "results"
 
 
 TRITONSERVER_VERSION: dict[str, str] = {}  # filled by a benchmark that started one (server metadata)
+
+
+@dataclass
+class BenchTriton:
+    server: Any  # vlserve.serving.launcher.TritonServer
+    ready_s: float  # start to ready
+    stats: Any  # a tritonclient gRPC client for statistics
+
+    def counts(self, model: str) -> tuple[int, int]:
+        """(inferences, executions) of ``model`` so far: their ratio is the mean batch Triton formed."""
+        s = self.stats.get_inference_statistics(model).model_stats[0]
+        return int(s.inference_count), int(s.execution_count)
+
+
+@contextmanager
+def running_bench_triton(repo: Path) -> Iterator[BenchTriton]:
+    """Triton on free ports over ``repo`` (readiness timed, version recorded for ``environment``),
+    stopped on the way out."""
+    import tritonclient.grpc as grpcclient
+    from servers import free_ports
+
+    from vlserve.serving.launcher import Ports, TritonServer
+
+    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=Path(tempfile.mkdtemp(prefix="bench-cache-")))
+    server.start()
+    try:
+        t0 = time.perf_counter()
+        server.wait_ready(900)
+        ready_s = time.perf_counter() - t0
+        stats = grpcclient.InferenceServerClient(server.grpc_url)
+        TRITONSERVER_VERSION["version"] = stats.get_server_metadata().version
+        yield BenchTriton(server, ready_s, stats)
+    finally:
+        server.stop()
 
 
 def environment() -> dict[str, Any]:

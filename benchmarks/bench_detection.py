@@ -46,8 +46,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from _common import TRITONSERVER_VERSION, paired_rounds, ratios, spread, write_result
-from servers import free_ports
+from _common import paired_rounds, ratios, running_bench_triton, spread, write_result
 
 QUERIES = ["a red circle", "a green square", "a blue triangle", "a yellow star", "a purple cross",
            "an orange diamond", "a red star", "a blue circle"]
@@ -104,13 +103,11 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=None, help="default: 99th percentile of pair scores")
     args = p.parse_args()
 
-    import tritonclient.grpc as grpcclient
     from transformers import pipeline
 
     from vlserve.detection.engine import ObjectDetector
     from vlserve.models import Runtime, load_detector
     from vlserve.serving.client import VLServeClient
-    from vlserve.serving.launcher import Ports, TritonServer
     from vlserve.serving.repository import RepoOptions, build_repository
 
     model_dir = build_owl(Path(tempfile.mkdtemp(prefix="bench-owl-")) / "owl")
@@ -133,21 +130,11 @@ def main() -> None:
     repo = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     build_repository(repo, "toy", models=("detector",), opts=shipped, detector_spec=spec)
     config = (repo / "detector" / "config.pbtxt").read_text()
-    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=Path(tempfile.mkdtemp(prefix="bench-cache-")))
-    server.start()
     batch_formed: list[float] = []
     boxes_found: dict[str, int] = {}
-    try:
-        t0 = time.perf_counter()
-        server.wait_ready(900)
-        ready_s = time.perf_counter() - t0
-        stats_client = grpcclient.InferenceServerClient(server.grpc_url)
-        TRITONSERVER_VERSION["version"] = stats_client.get_server_metadata().version
-        clients = [VLServeClient(server.grpc_url, "grpc") for _ in range(args.concurrency)]
-
-        def counts() -> tuple[int, int]:
-            s = stats_client.get_inference_statistics("detector").model_stats[0]
-            return int(s.inference_count), int(s.execution_count)
+    with running_bench_triton(repo) as tri:
+        ready_s = tri.ready_s
+        clients = [VLServeClient(tri.server.grpc_url, "grpc") for _ in range(args.concurrency)]
 
         def batched_pass() -> None:
             found = detector.detect(images, QUERIES, threshold=args.threshold)
@@ -182,9 +169,9 @@ def main() -> None:
                 raise errors[0]
 
         def triton() -> float:
-            req0, exec0 = counts()
+            req0, exec0 = tri.counts("detector")
             rate = timed(args.seconds, triton_pass, n)
-            req1, exec1 = counts()
+            req1, exec1 = tri.counts("detector")
             batch_formed.append((req1 - req0) / max(exec1 - exec0, 1))
             return rate
 
@@ -195,8 +182,6 @@ def main() -> None:
         per_round = paired_rounds(arms, args.rounds)
         for c in clients:
             c.close()
-    finally:
-        server.stop()
     del batch_formed[0]  # the warm-up's
     r = {"vlserve_batched_over_pipeline": ratios(per_round, "vlserve_batched", "pipeline_docs"),
          "triton_c8_over_in_process_sequential": ratios(per_round, "triton_c8", "in_process_sequential"),

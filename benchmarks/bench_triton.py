@@ -31,8 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from _common import TRITONSERVER_VERSION, paired_rounds, spread, write_result
-from servers import free_ports
+from _common import paired_rounds, running_bench_triton, spread, write_result
 
 
 def jpeg_images(n: int, size: int = 224) -> list[bytes]:
@@ -59,7 +58,6 @@ def main() -> None:
     import tritonclient.grpc as grpcclient
 
     from vlserve.models import Runtime, load_dual_encoder
-    from vlserve.serving.launcher import Ports, TritonServer
     from vlserve.serving.repository import RepoOptions, build_repository
 
     images = jpeg_images(64)
@@ -70,20 +68,10 @@ def main() -> None:
     repo = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     build_repository(repo, args.spec, models=("image_encoder",), opts=shipped)
     config = (repo / "image_encoder" / "config.pbtxt").read_text()
-    server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=Path(tempfile.mkdtemp(prefix="bench-cache-")))
-    server.start()
     batch_formed: dict[str, list[float]] = {f"concurrency_{c}": [] for c in concurrencies}
-    try:
-        t0 = time.perf_counter()
-        server.wait_ready(900)
-        ready_s = time.perf_counter() - t0
-        stats_client = grpcclient.InferenceServerClient(server.grpc_url)
-        TRITONSERVER_VERSION["version"] = stats_client.get_server_metadata().version
-        clients = [grpcclient.InferenceServerClient(server.grpc_url) for _ in range(max(concurrencies))]
-
-        def counts() -> tuple[int, int]:
-            s = stats_client.get_inference_statistics("image_encoder").model_stats[0]
-            return int(s.inference_count), int(s.execution_count)
+    with running_bench_triton(repo) as tri:
+        ready_s = tri.ready_s
+        clients = [grpcclient.InferenceServerClient(tri.server.grpc_url) for _ in range(max(concurrencies))]
 
         def in_process(b: int) -> float:
             n, t = 0, time.perf_counter()
@@ -106,7 +94,7 @@ def main() -> None:
                     done[k] += 1
                     i += 7
 
-            req0, exec0 = counts()
+            req0, exec0 = tri.counts("image_encoder")
             t = time.perf_counter()
             threads = [threading.Thread(target=worker, args=(k,)) for k in range(c)]
             for th in threads:
@@ -114,7 +102,7 @@ def main() -> None:
             for th in threads:
                 th.join()
             rate = sum(done) / (time.perf_counter() - t)
-            req1, exec1 = counts()
+            req1, exec1 = tri.counts("image_encoder")
             batch_formed[f"concurrency_{c}"].append((req1 - req0) / max(exec1 - exec0, 1))
             return rate
 
@@ -123,8 +111,6 @@ def main() -> None:
             arms[f"in_process_batch_{b}"] = lambda b=b: in_process(b)
             arms[f"triton_concurrency_{c}"] = lambda c=c: triton(c)
         per_round = paired_rounds(arms, args.rounds)
-    finally:
-        server.stop()
     for v in batch_formed.values():
         del v[0]  # the warm-up's
     local = [k for k in per_round if k.startswith("in_process")]

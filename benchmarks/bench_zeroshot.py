@@ -87,9 +87,9 @@ def main() -> None:
     from transformers import pipeline
 
     from vlserve.models import Runtime, load_dual_encoder
+    from vlserve.models.text_cache import TextEmbeddingCache
     from vlserve.settings import Settings
     from vlserve.toyworld.dataset import sample
-    from vlserve.models.text_cache import TextEmbeddingCache
     from vlserve.zeroshot.classifier import ZeroShotClassifier
     from vlserve.zeroshot.templates import template_set
 

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from vlserve.errors import InvalidInput
+from vlserve.models.detector import Box
 
-Box = tuple[float, float, float, float]
 DEFAULT_THRESHOLD = 0.1  # transformers' default for text queries
 DEFAULT_NMS_IOU = 0.3  # transformers' default for image queries (and the OWL-ViT demos')
 DEFAULT_TOP_K = 100

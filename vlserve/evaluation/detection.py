@@ -50,14 +50,15 @@ def toy_detection_report(detector: Any, split: str = "test", n: int = 300, thres
                          progress: ProgressFn | None = None) -> dict[str, Any]:
     """AP50/AP of ``detector`` (an :class:`~vlserve.detection.engine.ObjectDetector`) on ``n`` toy scenes."""
     from vlserve.toyworld.dataset import detection_scene, single_object
-    from vlserve.toyworld.scene import COLOURS, SHAPES
+    from vlserve.toyworld.queries import COLOUR_SHAPES
+    from vlserve.toyworld.scene import SHAPES
     from vlserve.toyworld.sheets import object_style
 
     scenes = [detection_scene(split, i, min_objects=2) for i in range(n)]
     images = [s.image for s in scenes]
     sizes = [(int(s.image.shape[0]), int(s.image.shape[1])) for s in scenes]
     opts = {"threshold": threshold, "nms_iou": nms_iou, "top_k": top_k}
-    pairs = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    pairs = COLOUR_SHAPES
 
     # one example object per shape, from validation scenes (never a target)
     examples: dict[str, tuple[np.ndarray, tuple[float, ...]]] = {}

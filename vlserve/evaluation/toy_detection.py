@@ -8,10 +8,11 @@ from typing import Any
 from vlserve.evaluation.detection_ap import Detection, GroundTruth, coco_ap
 from vlserve.toyworld.dataset import detection_scene
 from vlserve.toyworld.detector_train import detection_queries, raw_detections
-from vlserve.toyworld.scene import COLOURS, SHAPES
+from vlserve.toyworld.queries import COLOUR_SHAPES
+from vlserve.toyworld.scene import SHAPES
 
 SHAPE_CATEGORIES = list(SHAPES)
-COLOUR_SHAPE_CATEGORIES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+COLOUR_SHAPE_CATEGORIES = COLOUR_SHAPES
 
 
 def raw_ap50(model: Any, split: str = "val", n: int = 200) -> dict[str, float | None]:

@@ -30,27 +30,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlserve.models.detector import center_to_corners
 from vlserve.toyworld.dataset import detection_scene, sample
 from vlserve.toyworld.owl import (
     IMAGE_SIZE,
     MAX_TOKENS,
-    MEAN,
-    STD,
     build_detector,
     load_clip_towers,
     save_clip_towers,
     save_detector,
     text_tower_from_open_clip,
 )
-from vlserve.toyworld.scene import COLOURS, SHAPES
-from vlserve.toyworld.train import contrastive_loss
+from vlserve.toyworld.queries import COLOUR_SHAPES
+from vlserve.toyworld.scene import SHAPES
+from vlserve.toyworld.train import contrastive_loss, normalise_images
 
 TEMPLATES = ("a {}", "a photo of a {}", "an image of a {}")
 
 
 def detection_queries(template: str = "a photo of a {}") -> list[str]:
     """The query set: every shape, then every colour+shape ("a photo of a red star")."""
-    return [template.format(s) for s in SHAPES] + [template.format(f"{c} {s}") for c in COLOURS for s in SHAPES]
+    return [template.format(s) for s in [*SHAPES, *COLOUR_SHAPES]]
 
 
 @dataclass
@@ -89,11 +89,6 @@ def _pixels(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def _normalise(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    x = (images if isinstance(images, torch.Tensor) else torch.from_numpy(images)).permute(0, 3, 1, 2).float().div_(255)
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-
-
 class _Stream(torch.utils.data.Dataset):
     """Batch ``i`` of a stage, a pure function of (seed, stage, i) (drawn in a worker process)."""
 
@@ -126,17 +121,12 @@ class _Stream(torch.utils.data.Dataset):
             cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
                                   boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
             # query indices each object satisfies: its shape, and its colour+shape
-            pos = torch.tensor([[SHAPES.index(o.shape), len(SHAPES) + list(COLOURS).index(o.colour) * len(SHAPES)
-                                 + SHAPES.index(o.shape)] for o in s.objects])
+            pos = torch.tensor([[SHAPES.index(o.shape), len(SHAPES) + COLOUR_SHAPES.index(f"{o.colour} {o.shape}")]
+                                for o in s.objects])
             targets.append({"boxes": cxcywh, "queries": pos})
         template = TEMPLATES[int(np.random.default_rng([cfg.seed, i]).integers(len(TEMPLATES)))]
         return {"images": _pixels([s.image for s in scenes]), "targets": targets,
                 **self.tokenize(detection_queries(template))}
-
-
-def _xyxy(b: torch.Tensor) -> torch.Tensor:
-    cx, cy, w, h = b.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
 def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]],
@@ -163,7 +153,7 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict
             continue
         p_obj = prob[b][:, t["queries"]].mean(-1)  # [P, n]
         cost = (-w_cls * p_obj + w_l1 * torch.cdist(boxes[b].detach(), t["boxes"], p=1)
-                - w_giou * generalized_box_iou(_xyxy(boxes[b].detach()), _xyxy(t["boxes"])))
+                - w_giou * generalized_box_iou(center_to_corners(boxes[b].detach()), center_to_corners(t["boxes"])))
         repeat = max(1, min(per_object, len(cost) // n))
         column_object = torch.arange(n).repeat(repeat)
         rows, cols = linear_sum_assignment(cost[:, column_object].numpy())
@@ -176,7 +166,7 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict
     n_boxes = max(1, len(pb))  # matched (patch, object) pairs
     l_cls = sigmoid_focal_loss(logits, cls_target, alpha=0.25, gamma=2.0, reduction="sum") / n_boxes
     l_l1 = F.l1_loss(pb, tb, reduction="sum") / n_boxes
-    l_giou = (1 - torch.diag(generalized_box_iou(_xyxy(pb), _xyxy(tb)))).sum() / n_boxes
+    l_giou = (1 - torch.diag(generalized_box_iou(center_to_corners(pb), center_to_corners(tb)))).sum() / n_boxes
     loss = w_cls * l_cls + w_l1 * l_l1 + w_giou * l_giou
     return loss, {"cls": round(float(l_cls.detach()), 4), "l1": round(float(l_l1.detach()), 4),
                   "giou": round(float(l_giou.detach()), 4)}
@@ -278,7 +268,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         batch = next(batches)
         for g in opt.param_groups:
             g["lr"] = sched(step)
-        pixels = _normalise(batch["images"])
+        pixels = normalise_images(batch["images"])
         img = clip.get_image_features(pixel_values=pixels).pooler_output
         txt = clip.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
         loss = contrastive_loss(img, txt, batch["positives"], clip, (img.shape[1],), "clip")
@@ -312,7 +302,8 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         batch = next(batches)
         for g in opt.param_groups:
             g["lr"] = sched(step)
-        logits, boxes = detect_forward(model, _normalise(batch["images"]), batch["input_ids"], batch["attention_mask"])
+        logits, boxes = detect_forward(model, normalise_images(batch["images"]), batch["input_ids"],
+                                       batch["attention_mask"])
         k = cfg.per_object if sched.progress(step) < cfg.per_object_until else 1
         loss, parts = detection_loss(logits, boxes, batch["targets"], per_object=k)
         opt.zero_grad(set_to_none=True)
@@ -366,10 +357,10 @@ def raw_detections(model: Any, images: list[np.ndarray], queries: list[str], top
     out = []
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
-        logits, boxes = detect_forward(model, _normalise(_pixels(chunk)), ids, (ids != 0).long())
+        logits, boxes = detect_forward(model, normalise_images(_pixels(chunk)), ids, (ids != 0).long())
         scores = logits.sigmoid()
         n_q = scores.shape[-1]
-        for im, s, b in zip(chunk, scores, _xyxy(boxes), strict=True):
+        for im, s, b in zip(chunk, scores, center_to_corners(boxes), strict=True):
             h, w = im.shape[:2]
             top = s.flatten().topk(min(top_k, s.numel()))
             scale = torch.tensor([w, h, w, h], dtype=torch.float32)

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from vlserve.toyworld.model import PREPROCESS_CFG
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TOY_OWLVIT_DIR = ASSETS / "toy_owlvit"
 TOY_VIT_DIR = ASSETS / "toy_vit"
@@ -36,8 +38,8 @@ OWL_CFG: dict[str, Any] = {
                       "image_size": IMAGE_SIZE, "patch_size": PATCH},
     "projection_dim": 128,  # OWL-ViT's class head maps patches to the text width: the two must match
 }
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
+MEAN = tuple(PREPROCESS_CFG["mean"])  # the toy dual encoder's (CLIP's)
+STD = tuple(PREPROCESS_CFG["std"])
 
 
 def write_clip_tokenizer(dir_: Path, **kwargs: Any) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from vlserve.toyworld.captions import CaptionSpec, query_spec
 from vlserve.toyworld.scene import COLOURS, SHAPES
 
+COLOUR_SHAPES = [f"{c} {s}" for c in COLOURS for s in SHAPES]  # every colour-shape pair, colour-major
+
 
 def attribute_queries() -> tuple[list[str], list[CaptionSpec]]:
     texts, specs = [], []

@@ -142,8 +142,10 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _normalise_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255)
+def normalise_images(images: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, H, W] with the toy models' mean and std (CLIP's)."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images)
+    x = x.to(device).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(PREPROCESS_CFG["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(PREPROCESS_CFG["std"], device=device).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -175,7 +177,7 @@ def zero_shot_accuracy(model: Any, tokenizer: Callable[..., torch.Tensor], task:
     images, labels, classes = labelled_set(split, task, n)
     device = next(model.parameters()).device
     model.eval()
-    img = model.encode_image(_normalise_images(np.stack([to_model_size(im) for im in images]), device))
+    img = model.encode_image(normalise_images(np.stack([to_model_size(im) for im in images]), device))
     prompts = [TASK_PROMPTS[task].format(c) for c in classes]
     txt = model.encode_text(tokenizer(prompts).to(device))
     model.train()
@@ -232,7 +234,7 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
         gen_time += time.time() - tg
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        img = model.encode_image(_normalise_images(images, device))
+        img = model.encode_image(normalise_images(images, device))
         txt = model.encode_text(tokens)
         loss = contrastive_loss(img, txt, positives, model, dims, cfg.loss)
         opt.zero_grad(set_to_none=True)
