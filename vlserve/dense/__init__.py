@@ -1,0 +1,1 @@
+"""Pixel-text score maps: training-free dense CLIP embeddings (MaskCLIP, SCLIP, ClearCLIP)."""

@@ -1,0 +1,189 @@
+"""Dense (per-location) image embeddings from CLIP image towers, training-free.
+
+A CLIP image tower is trained to give one embedding per image; its patch tokens (or, for a ResNet,
+the positions of its last feature map) are not aligned with the text by that training, and the
+methods below change only the tower's **last** step so that every location gets an embedding in
+the text space. Nothing is trained and no module is changed: the functions read the tower's own
+weights and compute the last step themselves, so the tower's global embeddings stay as they were.
+
+ViT towers (open_clip ``VisionTransformer``, transformers ``CLIPVisionModel``), with ``x`` the tokens
+entering the last block, ``LN1``/``LN2`` its norms, ``q, k, v`` its projections of ``LN1(x)``
+(per head, scaled by ``1/sqrt(d_head)`` inside the softmax), ``O`` its output projection, ``FFN``
+its MLP, and every result then put through the tower's final norm and projection:
+
+* ``vanilla``: the last block as trained, ``y = x + O(softmax(q kᵀ) v)``, ``y = y + FFN(LN2(y))``:
+  the baseline every method below beats.
+* ``maskclip`` (Zhou et al., *Extract Free Dense Labels from CLIP*, ECCV 2022): the value path
+  alone, no query-key attention: ``y = x + O(v)``, ``y = y + FFN(LN2(y))``.
+* ``sclip`` (Wang et al., *SCLIP: Rethinking Self-Attention for Dense Vision-Language Inference*,
+  2023): correlative self-attention, ``y = x + O((softmax(q qᵀ) + softmax(k kᵀ)) v)``,
+  ``y = y + FFN(LN2(y))``.
+* ``clearclip`` (Lan et al., *ClearCLIP: Decomposing CLIP Representations for Dense
+  Vision-Language Inference*, ECCV 2024): q-q attention with the residual connection and the
+  feed-forward network removed, ``y = O(softmax(q qᵀ) v)``.
+
+ResNet towers (open_clip ``ModifiedResNet``, the embedded ``toy`` model), with ``x`` the last
+feature map and the attention pool's projections ``V`` (value) and ``C`` (output):
+
+* ``vanilla``: the attention pool run with every position as its query (positional embeddings
+  added, as in training).
+* ``maskclip``: ``C(V(x))`` at every position (MaskCLIP's ResNet head: the value and output
+  projections as 1x1 convolutions on the feature map, no attention, no positional embedding).
+  SCLIP and ClearCLIP are defined on transformer blocks only; for a ResNet they are refused.
+
+Every function returns un-normalised embeddings ``[N, D, h, w]`` on the tower's output grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from vlserve.errors import Unsupported
+
+Method = Literal["vanilla", "maskclip", "sclip", "clearclip"]
+METHODS: tuple[Method, ...] = ("vanilla", "maskclip", "sclip", "clearclip")
+RESNET_METHODS: tuple[Method, ...] = ("vanilla", "maskclip")
+
+
+@dataclass
+class LastBlock:
+    """The pieces of a ViT's last block (and what follows it) that the methods recombine."""
+
+    ln_1: Callable[[torch.Tensor], torch.Tensor]
+    qkv: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # [N, L, D] each
+    out_proj: Callable[[torch.Tensor], torch.Tensor]
+    ln_2: Callable[[torch.Tensor], torch.Tensor]
+    mlp: Callable[[torch.Tensor], torch.Tensor]
+    heads: int
+    head: Callable[[torch.Tensor], torch.Tensor]  # final norm, then projection to the joint space
+
+
+def _attend(weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    n, heads, length, d = v.shape
+    return (weights @ v).transpose(1, 2).reshape(n, length, heads * d)
+
+
+def _split(t: torch.Tensor, heads: int) -> torch.Tensor:
+    n, length, width = t.shape
+    return t.reshape(n, length, heads, width // heads).transpose(1, 2)
+
+
+def last_block(block: LastBlock, x: torch.Tensor, method: Method) -> torch.Tensor:
+    """The tokens after the last block (before the final norm) for ``method``; ``x`` [N, L, D]."""
+    q, k, v = (_split(t, block.heads) for t in block.qkv(block.ln_1(x)))
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    if method == "vanilla":
+        y = x + block.out_proj(_attend(torch.softmax(q @ k.transpose(-1, -2) * scale, -1), v))
+    elif method == "maskclip":
+        y = x + block.out_proj(_attend(torch.eye(x.shape[1], dtype=x.dtype, device=x.device), v))
+    elif method == "sclip":
+        weights = (torch.softmax(q @ q.transpose(-1, -2) * scale, -1)
+                   + torch.softmax(k @ k.transpose(-1, -2) * scale, -1))
+        y = x + block.out_proj(_attend(weights, v))
+    elif method == "clearclip":
+        return block.out_proj(_attend(torch.softmax(q @ q.transpose(-1, -2) * scale, -1), v))
+    else:
+        raise Unsupported(f"unknown dense method {method!r}; methods: {', '.join(METHODS)}", field="method")
+    return y + block.mlp(block.ln_2(y))
+
+
+def _grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Patch tokens [N, h*w, D] -> [N, D, h, w]."""
+    n, _, d = tokens.shape
+    return tokens.transpose(1, 2).reshape(n, d, *grid)
+
+
+# ---- open_clip ------------------------------------------------------------------------------------
+
+def _open_clip_vit(visual: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    if getattr(visual, "attn_pool", None) is not None or visual.transformer.batch_first is False:
+        raise Unsupported("dense maps support open_clip ViTs with a class token and batch-first blocks "
+                          "(CLIP-style); this tower pools differently", field="model")
+    x = visual._embeds(pixels)
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+    last = visual.transformer.resblocks[-1]
+    attn = last.attn
+    width = x.shape[-1]
+
+    def qkv(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).split(width, dim=-1)
+        return q, k, v
+
+    def head(t: torch.Tensor) -> torch.Tensor:
+        t = visual.ln_post(t)
+        return t @ visual.proj if visual.proj is not None else t
+
+    block = LastBlock(last.ln_1, qkv, attn.out_proj, last.ln_2, lambda h: last.ls_2(last.mlp(h)), attn.num_heads,
+                      head)
+    grid = (pixels.shape[-2] // visual.patch_size[0], pixels.shape[-1] // visual.patch_size[1])
+    return _grid(head(last_block(block, x, method))[:, 1:], grid)
+
+
+def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    if method not in RESNET_METHODS:
+        raise Unsupported(f"dense method {method!r} is defined on transformer blocks; a ResNet tower (this "
+                          f"model) takes: {', '.join(RESNET_METHODS)}", field="method")
+    x = visual.stem(pixels)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    _, c, h, w = x.shape
+    pool = visual.attnpool
+    if method == "maskclip":
+        flat = x.flatten(2).transpose(1, 2)  # [N, h*w, C]
+        return _grid(pool.c_proj(pool.v_proj(flat)), (h, w))
+    tokens = x.flatten(2).permute(2, 0, 1)  # (h*w) N C
+    tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens]) + pool.positional_embedding[:, None, :]
+    out, _ = F.multi_head_attention_forward(
+        query=tokens[1:], key=tokens, value=tokens, embed_dim_to_check=c, num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
+    return _grid(out.transpose(0, 1), (h, w))
+
+
+# ---- transformers CLIP ----------------------------------------------------------------------------
+
+def _hf_clip_vit(model: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    vision = model.vision_model
+    x = vision.pre_layrnorm(vision.embeddings(pixels))
+    layers = vision.encoder.layers
+    for layer in layers[:-1]:
+        x = layer(x, None)
+    last = layers[-1]
+    attn = last.self_attn
+
+    def qkv(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+
+    def head(t: torch.Tensor) -> torch.Tensor:
+        return model.visual_projection(vision.post_layernorm(t))
+
+    block = LastBlock(last.layer_norm1, qkv, attn.out_proj, last.layer_norm2, last.mlp, attn.num_heads, head)
+    patch = vision.config.patch_size
+    return _grid(head(last_block(block, x, method))[:, 1:], (pixels.shape[-2] // patch, pixels.shape[-1] // patch))
+
+
+@torch.no_grad()
+def dense_embeddings(model: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    """``[N, D, h, w]`` embeddings in the joint space at every location of ``pixels``' output grid.
+
+    ``model`` is an open_clip ``CLIP`` (ViT or ModifiedResNet tower) or a transformers ``CLIPModel``."""
+    if method not in METHODS:
+        raise Unsupported(f"unknown dense method {method!r}; methods: {', '.join(METHODS)}", field="method")
+    visual = getattr(model, "visual", None)
+    if visual is not None and hasattr(visual, "attnpool"):
+        return _open_clip_resnet(visual, pixels, method)
+    if visual is not None and hasattr(visual, "transformer"):
+        return _open_clip_vit(visual, pixels, method)
+    if hasattr(model, "vision_model") and hasattr(model, "visual_projection"):
+        return _hf_clip_vit(model, pixels, method)
+    raise Unsupported(f"dense maps need a CLIP image tower (ViT or ResNet with attention pooling); "
+                      f"{type(model).__name__} is not one", field="model")
