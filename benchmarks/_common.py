@@ -42,24 +42,19 @@ class BenchTriton:
 
 @contextmanager
 def running_bench_triton(repo: Path) -> Iterator[BenchTriton]:
-    """Triton on free ports over ``repo`` (readiness timed, version recorded for ``environment``),
-    stopped on the way out."""
+    """Triton on free ports over ``repo``, started and stopped by tests/servers.py's ``running``; its
+    start-to-ready time measured and its version recorded for ``environment``."""
     import tritonclient.grpc as grpcclient
-    from servers import free_ports
+    from servers import free_ports, running
 
     from vlserve.serving.launcher import Ports, TritonServer
 
     server = TritonServer(repo, Ports(*free_ports(3)), cache_dir=Path(tempfile.mkdtemp(prefix="bench-cache-")))
-    server.start()
-    try:
-        t0 = time.perf_counter()
-        server.wait_ready(900)
-        ready_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with running(server, 900):
         stats = grpcclient.InferenceServerClient(server.grpc_url)
         TRITONSERVER_VERSION["version"] = stats.get_server_metadata().version
-        yield BenchTriton(server, ready_s, stats)
-    finally:
-        server.stop()
+        yield BenchTriton(server, time.perf_counter() - t0, stats)
 
 
 def environment() -> dict[str, Any]:

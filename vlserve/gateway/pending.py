@@ -14,8 +14,9 @@ import io
 import numpy as np
 
 from vlserve.api.tensors import IMAGE, ModelIO, TensorSpec
-from vlserve.errors import NotFound
+from vlserve.errors import NotFound, VLServeError
 from vlserve.gateway.registry import DeployedModel
+from vlserve.serving.client import Detections
 
 PIXEL_TEXT = ModelIO(
     "pixel_text", "images -> the label of every pixel (MaskCLIP / SCLIP / ClearCLIP style pixel-text maps)",
@@ -39,22 +40,37 @@ def _row(values: list[object]) -> np.ndarray:
     return arr
 
 
-async def detect_one(model: DeployedModel, image: bytes, queries: list[str] | None, query_images: list[bytes] | None,
-                     query_boxes: list[tuple[float, float, float, float] | None] | None, threshold: float,
-                     nms_iou: float, top_k: int) -> dict[str, object]:
-    """One image through the Triton ``detector`` (the client's own contract, :mod:`vlserve.api.tensors`)."""
+async def detect_images(model: DeployedModel, images: list[bytes], queries: list[str] | None,
+                        query_images: list[bytes] | None,
+                        query_boxes: list[tuple[float, float, float, float] | None] | None, threshold: float,
+                        nms_iou: float, top_k: int) -> list[dict[str, object]]:
+    """All of ``images`` through the Triton ``detector`` (the client's own contract,
+    :mod:`vlserve.api.tensors`) in as few requests as its max batch allows: the model prepares a
+    request's queries once (text embeddings, or an image-tower pass per query image) for all its images."""
     from PIL import Image
 
-    found = (await model.client.detect([image], queries, query_images=query_images, query_boxes=query_boxes,
-                                       threshold=threshold, nms_iou=nms_iou, top_k=top_k))[0]
-    width, height = Image.open(io.BytesIO(image)).size
-    boxes = []
-    for j in range(len(found.scores)):
-        rel = float(found.relative_scores[j])
-        boxes.append({"box_xyxy": [float(v) for v in found.boxes[j]], "query": int(found.queries[j]),
-                      "label": found.labels[j], "score": float(found.scores[j]),
-                      **({} if rel != rel else {"relative_score": rel})})
-    return {"height": height, "width": width, "boxes": boxes}
+    async def call(chunk: list[bytes]) -> list[Detections]:
+        return await model.client.detect(chunk, queries, query_images=query_images, query_boxes=query_boxes,
+                                         threshold=threshold, nms_iou=nms_iou, top_k=top_k)
+
+    try:
+        found: list[Detections] = await model.batched("detector", call, images,
+                                                      join=lambda parts: [d for p in parts for d in p])
+    except VLServeError as e:
+        if e.field in ("image", "IMAGE"):  # a target image, numbered by its place in the request's images
+            e.field = "images"
+        raise
+    out = []
+    for image, f in zip(images, found, strict=True):
+        width, height = Image.open(io.BytesIO(image)).size
+        boxes = []
+        for j in range(len(f.scores)):
+            rel = float(f.relative_scores[j])
+            boxes.append({"box_xyxy": [float(v) for v in f.boxes[j]], "query": int(f.queries[j]),
+                          "label": f.labels[j], "score": float(f.scores[j]),
+                          **({} if rel != rel else {"relative_score": rel})})
+        out.append({"height": height, "width": width, "boxes": boxes})
+    return out
 
 
 async def segment_one(model: DeployedModel, image: bytes, labels: list[str]) -> dict[str, object]:

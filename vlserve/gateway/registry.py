@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,14 +79,16 @@ class DeployedModel:
         if kind not in self.triton_models:
             raise NotFound(f"model {kind!r} is not deployed")
 
-    async def batched(self, kind: str, call: Any, items: Sequence[Any]) -> np.ndarray:
+    async def batched(self, kind: str, call: Any, items: Sequence[Any],
+                      join: Callable[[list[Any]], Any] = np.concatenate) -> Any:
         """``call(chunk)`` over chunks of at most the Triton model's ``max_batch_size``, concurrently (its
-        dynamic batcher merges them again); an error's item is renumbered to the whole list."""
+        dynamic batcher merges them again), the chunks' results put together by ``join`` (default: arrays
+        concatenated); an error's item is renumbered to the whole list."""
         size = max(1, self.max_batch.get(kind, 0) or len(items))
 
-        async def one(start: int) -> np.ndarray:
+        async def one(start: int) -> Any:
             try:
-                return np.asarray(await call(items[start:start + size]))
+                return await call(items[start:start + size])
             except VLServeError as e:
                 if e.item is not None:
                     e.item += start
@@ -94,7 +96,7 @@ class DeployedModel:
 
         if len(items) <= size:  # the usual case: one request, no task to schedule
             return await one(0)
-        return np.concatenate(await asyncio.gather(*(one(s) for s in range(0, len(items), size))))
+        return join(list(await asyncio.gather(*(one(s) for s in range(0, len(items), size)))))
 
 
 class Registry:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from vlserve.api.schemas import DetectRequest, DetectResponse, SegmentRequest, SegmentResponse
 from vlserve.api.tensors import DETECTOR
 from vlserve.gateway.body import body_doc
-from vlserve.gateway.pending import PIXEL_TEXT, detect_one, require_deployed, segment_one
+from vlserve.gateway.pending import PIXEL_TEXT, detect_images, require_deployed, segment_one
 from vlserve.gateway.routes.common import ERRORS, each_image, json_response
 from vlserve.gateway.state import model_request, one_of
 
@@ -28,8 +28,8 @@ async def detect(request: Request) -> Response:
     images = await gw.images.resolve(req.images, "images")
     examples = await gw.images.resolve(req.query_images, "query_images") if req.query_images else None
     boxes = list(req.query_boxes) if req.query_boxes else None
-    results = await each_image(images, lambda image: detect_one(model, image, req.queries, examples, boxes,
-                                                                req.threshold, req.nms_iou, req.top_k))
+    results = await detect_images(model, images, req.queries, examples, boxes, req.threshold, req.nms_iou,
+                                  req.top_k)
     return json_response({"model": model.id, "results": results})
 
 
