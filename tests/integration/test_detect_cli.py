@@ -10,10 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from cli_in_process import vlserve
 from PIL import Image
 
-from vlserve.cli import app
-from vlserve.cli.common import run as run_cli
 from vlserve.errors import ERROR_TABLE, InvalidInput, NotFound, Unsupported
 
 pytestmark = pytest.mark.integration
@@ -33,16 +32,6 @@ def files(tmp_path, monkeypatch, detection_images):
     paths["corrupt"] = tmp_path / "corrupt.jpg"
     paths["corrupt"].write_bytes(b"\xff\xd8\xff definitely not a jpeg")
     return {k: str(v) for k, v in paths.items()}
-
-
-def vlserve(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        run_cli(app, args)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_detect_prints_boxes_as_json(tiny_owl, files, tmp_path, capsys):

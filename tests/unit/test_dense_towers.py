@@ -145,3 +145,10 @@ def test_score_maps_are_cosines_upsampled_and_segment_takes_the_best_label() -> 
     assert seg[0, :, 0].tolist() == [0] * 4 and seg[0, :, -1].tolist() == [1] * 4
     lowered = segment(scores * torch.tensor([1.0, 0.3]).view(1, 2, 1, 1), background_threshold=0.5)
     assert lowered[0].tolist() == [[0, BACKGROUND], [0, BACKGROUND]]
+
+
+@torch.no_grad()
+def test_resnet_towers_take_inputs_larger_than_trained_with_a_larger_grid() -> None:
+    model = _open_clip(RESNET_TINY)
+    for method in ("vanilla", "maskclip"):
+        assert dense_embeddings(model, torch.randn(1, 3, 128, 128), method).shape == (1, 32, 4, 4), method

@@ -166,3 +166,39 @@ def detection(
             report = coco_file_report(det, Path(data), images, n, threshold, nms, top_k, progress=bar.update)
     _emit({"task": "detection", "model": det.model.spec.raw, "fingerprint": det.model.fingerprint, "data": data,
            "seconds": round(time.time() - t0, 2), **report}, out)
+
+
+@eval_app.command("segmentation")
+def segmentation(
+    data: Annotated[str, typer.Option(help="toyworld:SPLIT (v2 scenes of 1-4 objects; SPLIT: test | heldout)")]
+    = "toyworld:test",
+    model: ModelOpt = None,
+    methods: Annotated[str, typer.Option(help="comma list of dense methods: vanilla, maskclip, sclip, clearclip")]
+    = "vanilla,maskclip",
+    upscale: Annotated[int, typer.Option(help="feed the tower the image this many times its input size "
+                                              "(a finer grid; ResNet towers)")] = 1,
+    n: NOpt = 300,
+    out: OutOpt = None,
+) -> None:
+    """Pixel-text segmentation mIoU (torchmetrics) of training-free dense methods on toy scenes: the 6
+    shapes and background, the background threshold of each method chosen on validation scenes."""
+    from vlserve.dense.towers import METHODS
+    from vlserve.evaluation.segmentation import toy_segmentation_report
+
+    split = data.removeprefix("toyworld:")
+    if not data.startswith("toyworld:") or split not in ("test", "heldout"):
+        raise InvalidInput(f"--data: segmentation scenes come from toyworld:test or toyworld:heldout, got {data!r}",
+                           field="data")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise InvalidInput(f"--methods: unknown {', '.join(unknown) or '(none given)'}; methods: "
+                           f"{', '.join(METHODS)}", field="methods")
+    if not 1 <= upscale <= 4:
+        raise InvalidInput(f"--upscale must be in 1..4, got {upscale}", field="upscale")
+    enc = load_model(model)
+    t0 = time.time()
+    with tqdm(desc="images", unit="img") as bar:
+        report = toy_segmentation_report(enc, chosen, split, n, upscale=upscale,  # type: ignore[arg-type]
+                                         progress=bar.update)
+    _emit({"task": "segmentation", **_about(enc, data), "seconds": round(time.time() - t0, 2), **report}, out)

@@ -26,7 +26,7 @@ ResNet towers (open_clip ``ModifiedResNet``, the embedded ``toy`` model), with `
 feature map and the attention pool's projections ``V`` (value) and ``C`` (output):
 
 * ``vanilla``: the attention pool run with every position as its query (positional embeddings
-  added, as in training).
+  added, as in training; resized bicubically when the input is larger than the trained size).
 * ``maskclip``: ``C(V(x))`` at every position (MaskCLIP's ResNet head: the value and output
   projections as 1x1 convolutions on the feature map, no attention, no positional embedding).
   SCLIP and ClearCLIP are defined on transformer blocks only; for a ResNet they are refused.
@@ -139,7 +139,7 @@ def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torc
         flat = x.flatten(2).transpose(1, 2)  # [N, h*w, C]
         return _grid(pool.c_proj(pool.v_proj(flat)), (h, w))
     tokens = x.flatten(2).permute(2, 0, 1)  # (h*w) N C
-    tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens]) + pool.positional_embedding[:, None, :]
+    tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens]) + _resnet_positions(pool, h, w)[:, None, :]
     out, _ = F.multi_head_attention_forward(
         query=tokens[1:], key=tokens, value=tokens, embed_dim_to_check=c, num_heads=pool.num_heads,
         q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
@@ -147,6 +147,18 @@ def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torc
         bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
         out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
     return _grid(out.transpose(0, 1), (h, w))
+
+
+def _resnet_positions(pool: Any, h: int, w: int) -> torch.Tensor:
+    """The attention pool's positional embeddings for an ``h x w`` map: as trained, or the trained
+    grid resized bicubically (an input larger than the trained size gives a larger map)."""
+    pos = pool.positional_embedding
+    side = round(math.sqrt(pos.shape[0] - 1))
+    if side * side == h * w and side == h:
+        return pos
+    grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, -1)])
 
 
 # ---- transformers CLIP ----------------------------------------------------------------------------
