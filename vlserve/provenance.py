@@ -6,6 +6,7 @@ docs can be traced to the run that produced it and rerun.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PACKAGES = ("vlserve", "torch", "open-clip-torch", "transformers", "numpy", "faiss-cpu", "tritonclient",
             "nvidia-pytriton")
@@ -72,3 +73,13 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
             "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                         "python": sys.version.split()[0]},
             "versions": versions()}
+
+
+def open_run_log(path: Path) -> IO[str]:
+    """A JSON-lines log whose first line is ``{"run": provenance()}``, so a run stopped before its
+    summary line can still be traced to its command and commit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.open("w")
+    log.write(json.dumps({"run": provenance()}) + "\n")
+    log.flush()
+    return log

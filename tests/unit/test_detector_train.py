@@ -69,6 +69,7 @@ def test_two_step_training_writes_loadable_transformers_folders(tmp_path: Path) 
     assert next(iter(owl.parameters())).dtype in (torch.float16, torch.float32)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[-1]["summary"]["git_commit"] and "val" in log[-2]
+    assert log[0]["run"]["git_commit"] and log[0]["run"]["command"]  # traceable even if stopped early
 
 
 @torch.no_grad()

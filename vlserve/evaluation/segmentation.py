@@ -93,7 +93,8 @@ def toy_segmentation_report(encoder: Any, methods: Sequence[Method], split: str 
     val, test = _scenes("val", calibrate_n), _scenes(split, n)
     report: dict[str, Any] = {"split": split, "n_scenes": n, "calibration": f"val, {calibrate_n} scenes",
                               "classes": ["background", *SHAPES], "label_template": TEMPLATE,
-                              "upscale": upscale, "metric": "torchmetrics MulticlassJaccardIndex, per class over all pixels, then mean",
+                              "upscale": upscale,
+                              "metric": "torchmetrics MulticlassJaccardIndex, per class over all pixels, then mean",
                               "methods": {}}
     calib_size = tuple(encoder.image_size)
     val_truth = torch.stack([_truth(s, calib_size) for s in val])

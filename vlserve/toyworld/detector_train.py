@@ -218,7 +218,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     ``eval_every`` detection steps and at the end; its result is logged."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from vlserve.provenance import provenance
+    from vlserve.provenance import open_run_log, provenance
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -230,7 +230,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         ids = clip_tok(texts)  # zero-padded; "!" is id 0 in CLIP's BPE, OWL-ViT's pad token
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
-    log_file = log_path.open("w") if log_path else None
+    log_file = open_run_log(log_path) if log_path else None
     log: list[dict[str, Any]] = []
 
     def record(entry: dict[str, Any]) -> None:

@@ -197,6 +197,8 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
     """Train from scratch and write the open_clip local-dir checkpoint to ``out``."""
     from open_clip.tokenizer import SimpleTokenizer
 
+    from vlserve.provenance import open_run_log
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -218,7 +220,7 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_))
 
     log: list[dict[str, Any]] = []
-    log_file = log_path.open("w") if log_path else None
+    log_file = open_run_log(log_path) if log_path else None
     t0, cpu0 = time.time(), time.process_time()
     gen_time = 0.0  # time the training loop waited for data
     loader = torch.utils.data.DataLoader(_Batches(cfg, tokenizer), batch_size=None, shuffle=False,
