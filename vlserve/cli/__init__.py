@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from vlserve.cli import detect, embed, eval, gateway, index, serve, toyworld
+from vlserve.cli import dense, detect, embed, eval, gateway, index, serve, toyworld
 from vlserve.cli.common import exit_codes_text, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -25,6 +25,7 @@ app.add_typer(serve.repo_app, name="repo")
 app.add_typer(toyworld.toyworld_app, name="toyworld")
 app.add_typer(eval.eval_app, name="eval")
 app.add_typer(index.index_app, name="index")
+app.add_typer(dense.dense_app, name="dense")
 
 
 def main() -> None:

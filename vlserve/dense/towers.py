@@ -126,27 +126,70 @@ def _open_clip_vit(visual: Any, pixels: torch.Tensor, method: Method) -> torch.T
     return _grid(head(last_block(block, x, method))[:, 1:], grid)
 
 
-def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
-    if method not in RESNET_METHODS:
-        raise Unsupported(f"dense method {method!r} is defined on transformer blocks; a ResNet tower (this "
-                          f"model) takes: {', '.join(RESNET_METHODS)}", field="method")
+def _resnet_trunk(visual: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
+    """The feature maps after each of ``layer1..layer4`` (strides 4, 8, 16, 32)."""
     x = visual.stem(pixels)
+    levels = []
     for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
         x = layer(x)
+        levels.append(x)
+    return levels
+
+
+def _resnet_pool(pool: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention pool queried at the mean token (the global embedding, as trained) and at every
+    position: ``([N, D], [N, D, h, w])``."""
     _, c, h, w = x.shape
-    pool = visual.attnpool
-    if method == "maskclip":
-        flat = x.flatten(2).transpose(1, 2)  # [N, h*w, C]
-        return _grid(pool.c_proj(pool.v_proj(flat)), (h, w))
     tokens = x.flatten(2).permute(2, 0, 1)  # (h*w) N C
     tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens]) + _resnet_positions(pool, h, w)[:, None, :]
     out, _ = F.multi_head_attention_forward(
-        query=tokens[1:], key=tokens, value=tokens, embed_dim_to_check=c, num_heads=pool.num_heads,
+        query=tokens, key=tokens, value=tokens, embed_dim_to_check=c, num_heads=pool.num_heads,
         q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
         in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
         bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
         out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
-    return _grid(out.transpose(0, 1), (h, w))
+    out = out.transpose(0, 1)  # N (1+h*w) D
+    return out[:, 0], _grid(out[:, 1:], (h, w))
+
+
+def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    if method not in RESNET_METHODS:
+        raise Unsupported(f"dense method {method!r} is defined on transformer blocks; a ResNet tower (this "
+                          f"model) takes: {', '.join(RESNET_METHODS)}", field="method")
+    x = _resnet_trunk(visual, pixels)[-1]
+    pool = visual.attnpool
+    if method == "maskclip":
+        flat = x.flatten(2).transpose(1, 2)  # [N, h*w, C]
+        return _grid(pool.c_proj(pool.v_proj(flat)), (x.shape[-2], x.shape[-1]))
+    return _resnet_pool(pool, x)[1]
+
+
+@dataclass
+class Pyramid:
+    """What a DenseCLIP head reads from an image tower in one pass."""
+
+    levels: list[torch.Tensor]  # feature maps at strides 4, 8, 16, 32
+    dense: torch.Tensor  # [N, D, h, w] joint-space embedding at every position of the last grid
+    global_: torch.Tensor  # [N, D] the tower's own image embedding
+
+
+def pyramid_channels(model: Any) -> tuple[int, ...]:
+    """The channels of :func:`pyramid`'s levels for ``model`` (refusing towers it does not read)."""
+    visual = getattr(model, "visual", None)
+    if visual is None or not hasattr(visual, "attnpool"):
+        raise Unsupported("the DenseCLIP head reads open_clip ResNet towers (ModifiedResNet, attention "
+                          "pooling), such as the embedded toy model; this tower is not one", field="model")
+    return tuple(int(layer[-1].conv3.out_channels) for layer in
+                 (visual.layer1, visual.layer2, visual.layer3, visual.layer4))
+
+
+def pyramid(model: Any, pixels: torch.Tensor) -> Pyramid:
+    """The ResNet tower's feature pyramid, dense embeddings (its attention pool at every position:
+    DenseCLIP's ResNet reading) and global embedding, from one pass."""
+    pyramid_channels(model)
+    levels = _resnet_trunk(model.visual, pixels)
+    global_, dense = _resnet_pool(model.visual.attnpool, levels[-1])
+    return Pyramid(levels, dense, global_)
 
 
 def _resnet_positions(pool: Any, h: int, w: int) -> torch.Tensor:
