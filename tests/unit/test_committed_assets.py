@@ -15,3 +15,19 @@ def test_committed_toy_weights_are_present():
         "without them: restore them (git checkout -- vlserve/assets/toy; with Git LFS, git lfs pull) or retrain "
         "with `vlserve toyworld train`.")
     assert (TOY_DIR / "open_clip_model.safetensors").stat().st_size > 1_000_000, "toy weights file is truncated"
+
+
+def test_committed_toy_denseclip_head_is_present_bound_to_the_toy_model_and_small():
+    import json
+
+    from vlserve.dense.service import TOY_HEAD_DIR
+    from vlserve.models import load_dual_encoder
+
+    assert (TOY_HEAD_DIR / "head.json").is_file() and (TOY_HEAD_DIR / "head.safetensors").is_file(), (
+        "the embedded DenseCLIP head is missing: restore vlserve/assets/toy_denseclip or retrain it with "
+        "`vlserve dense train --model toy`")
+    meta = json.loads((TOY_HEAD_DIR / "head.json").read_text())
+    assert meta["encoder_fingerprint"] == load_dual_encoder("toy").fingerprint, "head trained for other toy weights"
+    assert (TOY_HEAD_DIR / "head.safetensors").stat().st_size <= 25 * 2**20
+    assert meta["train"]["provenance"]["command"].startswith("vlserve dense train")
+    assert meta["train"]["seconds"] <= 3600  # drawing the training scenes included

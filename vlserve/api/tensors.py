@@ -17,6 +17,7 @@ DTYPES: dict[str, tuple[str, type]] = {
     "UINT8": ("TYPE_UINT8", np.uint8),
     "INT32": ("TYPE_INT32", np.int32),
     "FP32": ("TYPE_FP32", np.float32),
+    "FP16": ("TYPE_FP16", np.float16),
     "BOOL": ("TYPE_BOOL", np.bool_),
 }
 
@@ -118,8 +119,30 @@ DETECTOR = ModelIO(
                     "scores); NaN for text queries"),
      TensorSpec("COUNT", "INT32", (1,), doc="number of boxes found in this image")))
 
-TRITON_MODELS: dict[str, ModelIO] = {m.name: m for m in (IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, DETECTOR)}
-ENCODER_MODELS = (IMAGE_ENCODER.name, TEXT_ENCODER.name, ZERO_SHOT_CLASSIFIER.name)  # served for the model spec
+PIXEL_TEXT = ModelIO(
+    "pixel_text", "images + labels -> per-label score maps and a segmentation (MaskCLIP, SCLIP, ClearCLIP; "
+                  "DenseCLIP where a head is deployed)",
+    (IMAGE, IMAGE_RAW,
+     TensorSpec("LABELS", "BYTES", (-1,), doc="the labels (the same on every row of a request; at most 256)"),
+     TensorSpec("METHOD", "BYTES", (1,), optional=True,
+                doc="vanilla | maskclip | sclip | clearclip | denseclip (default: denseclip with a head, else "
+                    "maskclip)"),
+     TensorSpec("TEMPLATES", "BYTES", (-1,), optional=True,
+                doc="prompt templates with {} for the training-free methods (default: a photo of a {}.)"),
+     TensorSpec("BACKGROUND_THRESHOLD", "FP32", (1,), optional=True,
+                doc="pixels whose best score is under this are background (-1)"),
+     TensorSpec("OUTPUT_SIDE", "INT32", (1,), optional=True,
+                doc="longer side of the returned maps (default and most: 512; never larger than the image)")),
+    (TensorSpec("SCORES", "FP16", (-1, -1, -1),
+                doc="per-label score maps [L, h, w] (cosine; denseclip: probability), padded past OUTPUT_SIZE"),
+     TensorSpec("SEGMENTATION", "INT32", (-1, -1), doc="best label index per pixel, -1 background or padding"),
+     TensorSpec("OUTPUT_SIZE", "INT32", (2,), doc="h, w of this image's maps"),
+     TensorSpec("METHOD_USED", "BYTES", (1,), doc="the method applied")))
+
+TRITON_MODELS: dict[str, ModelIO] = {m.name: m for m in (IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, DETECTOR,
+                                                         PIXEL_TEXT)}
+ENCODER_MODELS = (IMAGE_ENCODER.name, TEXT_ENCODER.name, ZERO_SHOT_CLASSIFIER.name,
+                  PIXEL_TEXT.name)  # served for the model spec
 DETECTOR_MODELS = (DETECTOR.name,)  # served for the detector spec, when one is configured
 
 

@@ -10,13 +10,13 @@ import logging
 
 import typer
 
-from vlserve.cli import dense, detect, embed, eval, gateway, index, serve, toyworld
+from vlserve.cli import dense, detect, embed, eval, gateway, index, segment, serve, toyworld
 from vlserve.cli.common import exit_codes_text, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="vlserve: vision-language retrieval, zero-shot classification and open-vocabulary detection.",
                   epilog=exit_codes_text())
-for command in (embed.embed, embed.models, embed.info, embed.classify, detect.detect):
+for command in (embed.embed, embed.models, embed.info, embed.classify, detect.detect, segment.segment):
     app.command()(command)
 app.command("serve")(serve.serve)
 app.command("gateway")(gateway.gateway)

@@ -23,6 +23,8 @@ def train(
     batch_size: Annotated[int, typer.Option(help="images per step")] = 32,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, cosine)")] = 1e-3,
     input_size: Annotated[int, typer.Option(help="images are resized to this square size")] = 128,
+    fpn_channels: Annotated[int, typer.Option(help="width of the semantic FPN decoder")] = 64,
+    label_channels: Annotated[int, typer.Option(help="width of the per-label decoder channels")] = 32,
     pool: Annotated[int, typer.Option(help="training images drawn (toy) or read (folder)")] = 16000,
     max_seconds: Annotated[float, typer.Option(help="stop after this wall time (0: no limit)")] = 0.0,
     eval_every: Annotated[int, typer.Option(help="validation mIoU every N steps (toy)")] = 500,
@@ -34,6 +36,7 @@ def train(
 
     enc = load_model(model)
     cfg = DenseTrainConfig(data=data, steps=steps, batch_size=batch_size, lr=lr, input_size=input_size, pool=pool,
+                           fpn_channels=fpn_channels, label_channels=label_channels,
                            max_seconds=max_seconds, eval_every=eval_every, threads=threads)
     bars: dict[str, tqdm] = {}
 

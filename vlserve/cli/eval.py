@@ -173,15 +173,20 @@ def segmentation(
     data: Annotated[str, typer.Option(help="toyworld:SPLIT (v2 scenes of 1-4 objects; SPLIT: test | heldout)")]
     = "toyworld:test",
     model: ModelOpt = None,
-    methods: Annotated[str, typer.Option(help="comma list of dense methods: vanilla, maskclip, sclip, clearclip")]
+    methods: Annotated[str, typer.Option(help="comma list of dense methods: vanilla, maskclip, sclip, clearclip, "
+                                              "denseclip (a trained head)")]
     = "vanilla,maskclip",
+    head: Annotated[Path | None, typer.Option(help="DenseCLIP head folder for denseclip (default: the model's "
+                                                   "embedded head)")] = None,
     upscale: Annotated[int, typer.Option(help="feed the tower the image this many times its input size "
                                               "(a finer grid; ResNet towers)")] = 1,
     n: NOpt = 300,
     out: OutOpt = None,
 ) -> None:
-    """Pixel-text segmentation mIoU (torchmetrics) of training-free dense methods on toy scenes: the 6
-    shapes and background, the background threshold of each method chosen on validation scenes."""
+    """Pixel-text segmentation mIoU (torchmetrics) of dense methods on toy scenes: the 6 shapes and
+    background, and colour-conditioned labels; each training-free method's background threshold is
+    chosen on validation scenes, the DenseCLIP head has its own background."""
+    from vlserve.dense.service import default_head_dir
     from vlserve.dense.towers import METHODS
     from vlserve.evaluation.segmentation import toy_segmentation_report
 
@@ -190,15 +195,19 @@ def segmentation(
         raise InvalidInput(f"--data: segmentation scenes come from toyworld:test or toyworld:heldout, got {data!r}",
                            field="data")
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in METHODS]
+    unknown = [m for m in chosen if m not in (*METHODS, "denseclip")]
     if unknown or not chosen:
         raise InvalidInput(f"--methods: unknown {', '.join(unknown) or '(none given)'}; methods: "
-                           f"{', '.join(METHODS)}", field="methods")
+                           f"{', '.join(METHODS)}, denseclip", field="methods")
     if not 1 <= upscale <= 4:
         raise InvalidInput(f"--upscale must be in 1..4, got {upscale}", field="upscale")
     enc = load_model(model)
+    head_dir = head or default_head_dir(enc)
+    if "denseclip" in chosen and head_dir is None:
+        raise InvalidInput("--methods denseclip needs a DenseCLIP head: --head DIR (this model has no embedded "
+                           "head)", field="head")
     t0 = time.time()
     with tqdm(desc="images", unit="img") as bar:
-        report = toy_segmentation_report(enc, chosen, split, n, upscale=upscale,  # type: ignore[arg-type]
+        report = toy_segmentation_report(enc, chosen, split, n, upscale=upscale, head_dir=head_dir,
                                          progress=bar.update)
     _emit({"task": "segmentation", **_about(enc, data), "seconds": round(time.time() - t0, 2), **report}, out)

@@ -131,14 +131,15 @@ class DenseCLIPHead(nn.Module):
 
         n = self.context.shape[0]
         tokens = tokenizer([f"{self.cfg.context_init} {label}" for label in labels]).to(self.context.device)
-        x = clip.token_embedding(tokens).to(self.context.dtype)
-        x = torch.cat([x[:, :1], self.context[None].expand(len(labels), -1, -1), x[:, 1 + n:]], dim=1)
-        x = x + clip.positional_embedding.to(x.dtype)
+        cast = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast)
+        x = torch.cat([x[:, :1], self.context.to(cast)[None].expand(len(labels), -1, -1), x[:, 1 + n:]], dim=1)
+        x = x + clip.positional_embedding.to(cast)
         x = clip.transformer(x, attn_mask=clip.attn_mask)
         x = clip.ln_final(x)
         x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
         proj = clip.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return (proj(x) if isinstance(proj, nn.Linear) else x @ proj).float()
 
     # ---- image side ---------------------------------------------------------------------------------
     def forward(self, levels: list[torch.Tensor], dense: torch.Tensor, global_: torch.Tensor,

@@ -44,6 +44,8 @@ class DenseTrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 100
     input_size: int = 128
+    fpn_channels: int = 64
+    label_channels: int = 32
     pool: int = 16000  # images drawn once (toy) / at most this many read (folder)
     colour_share: float = 0.25  # toy: share of steps labelled by colour
     subset_share: float = 0.5  # share of steps on a random subset of the labels
@@ -225,7 +227,8 @@ def train_head(encoder: Any, out: Path, cfg: DenseTrainConfig, log_path: Path | 
         pool, val = folder_pool(Path(cfg.data), cfg.pool, cfg.input_size), None
     note({"pool_seconds": round(time.time() - t0, 1), "pool_images": len(pool.images)})
 
-    hcfg = HeadConfig(level_channels=channels, embed_dim=dim, input_size=cfg.input_size)
+    hcfg = HeadConfig(level_channels=channels, embed_dim=dim, input_size=cfg.input_size,
+                      fpn_channels=cfg.fpn_channels, label_channels=cfg.label_channels)
     n_ctx = len(tokenizer([hcfg.context_init])[0].nonzero()) - 2
     with torch.no_grad():
         ctx = clip.token_embedding(tokenizer([hcfg.context_init]).to(device))[0, 1:1 + n_ctx]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from vlserve.api.tensors import DETECTOR, IMAGE_ENCODER, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, ModelIO
+from vlserve.api.tensors import DETECTOR, IMAGE_ENCODER, PIXEL_TEXT, TEXT_ENCODER, ZERO_SHOT_CLASSIFIER, ModelIO
 from vlserve.errors import (
     TRITON_CODE_TYPES,
     InvalidInput,
@@ -61,6 +61,22 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+
+@dataclass
+class SegmentationResult:
+    """One image's pixel-text maps: ``scores`` [L, h, w] float32 (one map per label, in ``labels``
+    order), ``segmentation`` [h, w] int32 (label index, -1 background), the ``method`` applied. The
+    maps are the image's aspect, at most 512 on the longer side."""
+
+    labels: list[str]
+    scores: np.ndarray
+    segmentation: np.ndarray
+    method: str
+
+    def mask(self, label: str) -> np.ndarray:
+        """Boolean [h, w]: where ``label`` won."""
+        return self.segmentation == self.labels.index(label)
 
 
 # How Triton reports each of its error codes: HTTP status, gRPC status.
@@ -231,6 +247,33 @@ class _Requests:
                 inputs.append(_tensor(self.mod, io, name, np.full((n, 1), value)))
         return inputs
 
+    def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], method: str | None,
+                templates: Sequence[str] | None, background_threshold: float | None, output_side: int | None
+                ) -> list[Any]:
+        io = PIXEL_TEXT
+        if not labels:
+            raise InvalidInput("no labels given: name at least one label", field="labels")
+        inputs = self.images(images, None, io)
+        n = len(images)
+        inputs.append(_tensor(self.mod, io, "LABELS", np.array([list(labels)] * n, dtype=np.object_)))
+        if templates:
+            inputs.append(_tensor(self.mod, io, "TEMPLATES", np.array([list(templates)] * n, dtype=np.object_)))
+        if method is not None:
+            inputs.append(_tensor(self.mod, io, "METHOD", _column([method] * n)))
+        for name, value in {"BACKGROUND_THRESHOLD": background_threshold, "OUTPUT_SIDE": output_side}.items():
+            if value is not None:
+                inputs.append(_tensor(self.mod, io, name, np.full((n, 1), value)))
+        return inputs
+
+    @staticmethod
+    def segmentations(result: Any, labels: Sequence[str]) -> list[SegmentationResult]:
+        out = []
+        scores, seg = result.as_numpy("SCORES"), result.as_numpy("SEGMENTATION")
+        for row, (h, w) in enumerate(result.as_numpy("OUTPUT_SIZE")):
+            out.append(SegmentationResult(list(labels), scores[row, :, :h, :w].astype(np.float32),
+                                          seg[row, :h, :w], result.as_numpy("METHOD_USED")[row, 0].decode()))
+        return out
+
     @staticmethod
     def detections(result: Any, queries: Sequence[str] | None, query_images: Sequence[bytes] | None
                    ) -> list[Detections]:
@@ -323,6 +366,14 @@ class VLServeClient:
         pixel box); options default to the server's (threshold 0.1, NMS IoU 0.3, top-k 100)."""
         inputs = self._req.detect(images, queries, query_images, query_boxes, threshold, nms_iou, top_k)
         return self._req.detections(self._infer(DETECTOR.name, inputs), queries, query_images)
+
+    def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], *, method: str | None = None,
+                templates: Sequence[str] | None = None, background_threshold: float | None = None,
+                output_side: int | None = None) -> list[SegmentationResult]:
+        """Per-label score maps and a segmentation of each image (method default: the DenseCLIP head
+        where one is deployed, else MaskCLIP)."""
+        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side)
+        return self._req.segmentations(self._infer(PIXEL_TEXT.name, inputs), labels)
 
     def close(self) -> None:
         self._client.close()
@@ -418,6 +469,12 @@ class AsyncVLServeClient:
                      ) -> list[Detections]:
         inputs = self._req.detect(images, queries, query_images, query_boxes, threshold, nms_iou, top_k)
         return self._req.detections(await self._infer(DETECTOR.name, inputs), queries, query_images)
+
+    async def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], *, method: str | None = None,
+                      templates: Sequence[str] | None = None, background_threshold: float | None = None,
+                      output_side: int | None = None) -> list[SegmentationResult]:
+        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side)
+        return self._req.segmentations(await self._infer(PIXEL_TEXT.name, inputs), labels)
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,0 +1,175 @@
+"""``PixelText``: image(s) + labels -> per-label score maps and a segmentation.
+
+Methods: the training-free ones of :mod:`vlserve.dense.towers` on any CLIP image tower they apply
+to, and ``denseclip`` where a DenseCLIP head trained for this encoder is loaded
+(:mod:`vlserve.dense.head`). Training-free methods score labels by the cosine with the label's text
+embedding, averaged over the prompt templates (default one: ``"a photo of a {}."``) and cached by
+(model fingerprint, prompt); pixels whose best score is under ``background_threshold`` are
+background. The DenseCLIP head has its own learned background label, so background comes from the
+argmax (a threshold can still be given: on its softmax probability).
+
+Images are resized to the tower's (or head's) square input size, whole, not cropped, so every pixel
+of the image has a score; maps are then upsampled to the output size: the image's own size, scaled
+down to at most ``MAX_OUTPUT_SIDE`` on its longer side (a 4000x3000 photo gives 512x384 maps), or
+a smaller ``output_side`` when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlserve.dense.maps import BACKGROUND, score_maps, segment
+from vlserve.dense.towers import METHODS, dense_embeddings
+from vlserve.errors import InvalidInput, Unsupported
+from vlserve.models.images import ImageInput, decode_images
+from vlserve.models.text_cache import TextEmbeddingCache
+
+MAX_LABELS = 256
+MAX_OUTPUT_SIDE = 512
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+DENSECLIP = "denseclip"
+
+
+@dataclass
+class Segmentation:
+    """One image's result: ``scores`` [L, h, w] (cosine for training-free methods, softmax probability
+    for ``denseclip``), ``labels`` [h, w] int32 (label index, ``-1`` background), the image's size."""
+
+    scores: np.ndarray
+    segmentation: np.ndarray
+    image_size: tuple[int, int]  # (H, W) of the input image
+    method: str
+
+
+def output_size(image_size: tuple[int, int], side: int | None) -> tuple[int, int]:
+    """The maps' (h, w): the image's aspect, longer side at most ``side`` (default MAX_OUTPUT_SIDE)."""
+    limit = min(side or MAX_OUTPUT_SIDE, MAX_OUTPUT_SIDE)
+    h, w = image_size
+    scale = min(1.0, limit / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _mean_std(encoder: Any) -> tuple[list[float], list[float]]:
+    visual = getattr(encoder.model, "visual", None)
+    if visual is not None and getattr(visual, "image_mean", None) is not None:
+        return list(visual.image_mean), list(visual.image_std)
+    processor = getattr(encoder, "_image_processor", None)
+    if processor is not None:
+        return list(processor.image_mean), list(processor.image_std)
+    raise Unsupported(f"dense maps: no image normalisation known for {type(encoder).__name__}", field="model")
+
+
+class PixelText:
+    """Pixel-text maps for one dual encoder (and, optionally, its DenseCLIP head)."""
+
+    def __init__(self, encoder: Any, head_dir: Path | None = None, cache: TextEmbeddingCache | None = None) -> None:
+        if getattr(encoder, "family", None) == "align":
+            raise Unsupported("dense maps need a CLIP-style image tower (ViT, or ResNet with attention pooling); "
+                              "ALIGN's EfficientNet has no such last step", field="model")
+        self.encoder = encoder
+        self.cache = cache or TextEmbeddingCache()
+        self.mean, self.std = _mean_std(encoder)
+        self.head = None
+        self.head_meta: dict[str, Any] = {}
+        if head_dir is not None:
+            from vlserve.dense.head import load_head
+
+            self.head, self.head_meta = load_head(head_dir, encoder.fingerprint)
+            self.head.to(encoder.device)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return METHODS + ((DENSECLIP,) if self.head is not None else ())
+
+    def check(self, labels: Sequence[str], method: str, background_threshold: float | None,
+              output_side: int | None) -> None:
+        """Refuse a bad request before any image is decoded."""
+        if not labels:
+            raise InvalidInput("no labels given: name at least one label", field="labels")
+        if len(labels) > MAX_LABELS:
+            raise InvalidInput(f"{len(labels)} labels; at most {MAX_LABELS} per request", field="labels")
+        for i, label in enumerate(labels):
+            if not label.strip():
+                raise InvalidInput("empty label", field="labels", item=i)
+        if method == DENSECLIP and self.head is None:
+            raise Unsupported("no DenseCLIP head is loaded for this model (deploy one with DENSE_HEAD, or train "
+                              "one with `vlserve dense train`)", field="method")
+        if method not in self.methods:
+            raise InvalidInput(f"unknown dense method {method!r}; methods: {', '.join(self.methods)}",
+                               field="method")
+        if background_threshold is not None and not -1.0 <= background_threshold <= 1.0:
+            raise InvalidInput(f"background threshold {background_threshold} is outside [-1, 1]",
+                               field="background_threshold")
+        if output_side is not None and not 1 <= output_side <= MAX_OUTPUT_SIDE:
+            raise InvalidInput(f"output side {output_side} is outside 1..{MAX_OUTPUT_SIDE}", field="output_side")
+
+    def pixels(self, images: Sequence[ImageInput], size: int | tuple[int, int]) -> tuple[torch.Tensor,
+                                                                                           list[tuple[int, int]]]:
+        """Decoded images resized whole to ``size`` and normalised; their original (H, W)."""
+        from PIL import Image
+
+        side = (size, size) if isinstance(size, int) else size
+        pil = decode_images(list(images), self.encoder.runtime.max_image_pixels)
+        arrays = np.stack([np.asarray(p.convert("RGB").resize((side[1], side[0]), Image.Resampling.BICUBIC))
+                           for p in pil])
+        x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255)
+        x = (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+        return x.to(self.encoder.device, self.encoder.dtype), [(p.height, p.width) for p in pil]
+
+    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str] | None) -> torch.Tensor:
+        """``[L, D]`` text embeddings: each label's prompts (one per template) averaged, L2-normalised."""
+        templates = list(templates or DEFAULT_TEMPLATES)
+        for t in templates:
+            if "{}" not in t:
+                raise InvalidInput(f"template {t!r} has no {{}} for the label", field="templates")
+        prompts = [t.format(label) for label in labels for t in templates]
+        emb = torch.from_numpy(self.cache.encode(self.encoder, prompts)).view(len(labels), len(templates), -1)
+        return F.normalize(emb.mean(dim=1), dim=-1)
+
+    @torch.no_grad()
+    def segment(self, images: Sequence[ImageInput], labels: Sequence[str], method: str = "maskclip",
+                background_threshold: float | None = None, output_side: int | None = None,
+                templates: Sequence[str] | None = None) -> list[Segmentation]:
+        """Score maps and a segmentation per image (labels and options checked first)."""
+        self.check(labels, method, background_threshold, output_side)
+        if not images:
+            raise InvalidInput("no images given (empty list)", field="images")
+        if method == DENSECLIP:
+            return self._denseclip(images, labels, background_threshold, output_side)
+        text = self.label_embeddings(labels, templates)
+        pixels, sizes = self.pixels(images, self.encoder.image_size)
+        dense = dense_embeddings(self.encoder.model, pixels, method).float().cpu()  # type: ignore[arg-type]
+        out = []
+        for d, size in zip(dense, sizes, strict=True):
+            scores = score_maps(d[None], text, output_size(size, output_side))
+            out.append(Segmentation(scores[0].numpy(), segment(scores, background_threshold)[0].int().numpy(),
+                                    size, method))
+        return out
+
+    def _denseclip(self, images: Sequence[ImageInput], labels: Sequence[str], background_threshold: float | None,
+                   output_side: int | None) -> list[Segmentation]:
+        from vlserve.dense.towers import pyramid
+
+        head = self.head
+        assert head is not None
+        pixels, sizes = self.pixels(images, head.cfg.input_size)
+        text = head.encode_labels(self.encoder.model, self.encoder._tokenizer, list(labels))
+        pyr = pyramid(self.encoder.model, pixels)
+        logits, _ = head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(), text.float())
+        out = []
+        for row, size in zip(logits.cpu(), sizes, strict=True):
+            probs = torch.softmax(F.interpolate(row[None], size=output_size(size, output_side), mode="bilinear",
+                                                align_corners=False), dim=1)[0]
+            best, index = probs.max(dim=0)
+            seg = index - 1  # background (0) -> -1
+            if background_threshold is not None:
+                seg = torch.where(best < background_threshold, torch.full_like(seg, BACKGROUND), seg)
+            out.append(Segmentation(probs[1:].numpy(), seg.int().numpy(), size, DENSECLIP))
+        return out
