@@ -283,14 +283,25 @@ class DetectResponse(Schema):
 class SegmentRequest(Schema):
     model: ModelName = None
     images: list[ImageRef] = Field(min_length=1, max_length=MAX_ITEMS)
-    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS, examples=[["star", "circle"]])
+    method: Literal["vanilla", "maskclip", "sclip", "clearclip", "denseclip"] | None = Field(
+        None, description="default: denseclip where the model has a DenseCLIP head, else maskclip")
+    background_threshold: float | None = Field(None, ge=-1.0, le=1.0,
+                                               description="pixels whose best score is under this are background")
+    output_side: int | None = Field(None, ge=1, le=512, description="longer side of the mask (default and most: 512; "
+                                                                    "never larger than the image)")
 
 
 class SegmentMap(Schema):
-    height: int
+    height: int = Field(description="the mask's height (the image's aspect, at most 512 on the longer side)")
     width: int
+    image_height: int
+    image_width: int
     labels: list[str]
-    mask_png: str = Field(description="argmax label index per pixel, as a base64 8-bit PNG")
+    method: str = Field(description="the method applied")
+    pixel_share: dict[str, float] = Field(description="each label's share of the mask's pixels")
+    mask_png: str = Field(description="base64 PNG: 0 background, i + 1 where label i won (8-bit; 16-bit past 254 "
+                                      "labels)")
 
 
 class SegmentResponse(Schema):

@@ -125,7 +125,7 @@ PIXEL_TEXT = ModelIO(
     (IMAGE, IMAGE_RAW,
      TensorSpec("LABELS", "BYTES", (-1,), doc="the labels (the same on every row of a request; at most 256)"),
      TensorSpec("METHOD", "BYTES", (1,), optional=True,
-                doc="vanilla | maskclip | sclip | clearclip | denseclip (default: denseclip with a head, else "
+                doc="vanilla, maskclip, sclip, clearclip or denseclip (default: denseclip with a head, else "
                     "maskclip)"),
      TensorSpec("TEMPLATES", "BYTES", (-1,), optional=True,
                 doc="prompt templates with {} for the training-free methods (default: a photo of a {}.)"),

@@ -1,6 +1,5 @@
-"""The gateway's calls to the Triton ``detector`` (through the client's own ``detect``, whose tensors
-are :data:`vlserve.api.tensors.DETECTOR`) and ``pixel_text`` (pixel-text maps, not built yet:
-``PIXEL_TEXT`` is this module's proposal for that model's contract).
+"""The gateway's calls to the Triton ``detector`` and ``pixel_text`` models, through the client's own
+``detect`` and ``segment`` (tensors: :data:`vlserve.api.tensors.DETECTOR` and ``PIXEL_TEXT``).
 
 Until a model is deployed, Triton says so and the gateway answers 404 (``model 'detector' is not
 deployed``); nothing here answers in a model's place.
@@ -13,15 +12,10 @@ import io
 
 import numpy as np
 
-from vlserve.api.tensors import IMAGE, ModelIO, TensorSpec
+from vlserve.api.tensors import ModelIO
 from vlserve.errors import NotFound, VLServeError
 from vlserve.gateway.registry import DeployedModel
 from vlserve.serving.client import Detections
-
-PIXEL_TEXT = ModelIO(
-    "pixel_text", "images -> the label of every pixel (MaskCLIP / SCLIP / ClearCLIP style pixel-text maps)",
-    (IMAGE, TensorSpec("LABELS", "BYTES", (-1,), doc="the label set")),
-    (TensorSpec("LABEL_MAP", "INT32", (-1, -1), doc="index of each pixel's label, at the input image's size"),))
 
 
 async def require_deployed(model: DeployedModel, io: ModelIO) -> None:
@@ -32,12 +26,6 @@ async def require_deployed(model: DeployedModel, io: ModelIO) -> None:
         ready = False
     if not ready:
         raise NotFound(f"model {io.name!r} is not deployed")
-
-
-def _row(values: list[object]) -> np.ndarray:
-    arr = np.empty((1, len(values)), dtype=np.object_)
-    arr[0, :] = values
-    return arr
 
 
 async def detect_images(model: DeployedModel, images: list[bytes], queries: list[str] | None,
@@ -73,13 +61,19 @@ async def detect_images(model: DeployedModel, images: list[bytes], queries: list
     return out
 
 
-async def segment_one(model: DeployedModel, image: bytes, labels: list[str]) -> dict[str, object]:
+async def segment_one(model: DeployedModel, image: bytes, labels: list[str], method: str | None,
+                      background_threshold: float | None, output_side: int | None) -> dict[str, object]:
+    """One image through the Triton ``pixel_text``: its mask as a PNG (0 background, ``i + 1`` for
+    label ``i``) at the maps' size, and each label's share of the pixels."""
     from PIL import Image
 
-    out = await model.client.call(PIXEL_TEXT, {"IMAGE": _row([image]), "LABELS": _row(list(labels))})
-    label_map = out["LABEL_MAP"][0]
+    (result,) = await model.client.segment([image], labels, method=method, background_threshold=background_threshold,
+                                           output_side=output_side)
+    seg = result.segmentation
     buf = io.BytesIO()
-    mode = "L" if len(labels) <= 256 else "I;16"
-    Image.fromarray(label_map.astype(np.uint8 if mode == "L" else np.uint16), mode).save(buf, format="PNG")
-    return {"height": int(label_map.shape[0]), "width": int(label_map.shape[1]), "labels": list(labels),
+    Image.fromarray((seg + 1).astype(np.uint16 if len(labels) >= 255 else np.uint8)).save(buf, format="PNG")
+    width, height = Image.open(io.BytesIO(image)).size
+    return {"height": int(seg.shape[0]), "width": int(seg.shape[1]), "image_height": height, "image_width": width,
+            "labels": list(labels), "method": result.method,
+            "pixel_share": {label: round(float(np.mean(seg == i)), 6) for i, label in enumerate(labels)},
             "mask_png": base64.b64encode(buf.getvalue()).decode()}

@@ -29,7 +29,9 @@ def b64(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def detect_stack(tiny_owl, tmp_path_factory) -> Iterator[httpx.Client]:
     root = tmp_path_factory.mktemp("gateway-detect")
-    build_repository(root / "repo", "toy", detector_spec=f"hf:{tiny_owl['owlvit']}")
+    # no pixel_text here: /v1/segment answers 404 "not deployed"
+    build_repository(root / "repo", "toy", models=("image_encoder", "text_encoder", "zero_shot_classifier", "detector"),
+                     detector_spec=f"hf:{tiny_owl['owlvit']}")
     (root / "index").mkdir()
     with running_triton(root / "repo", root / "cache", ready_timeout=600) as triton, \
             running_gateway(triton.grpc_url, root / "index", root, {"VLSERVE_MODEL": "toy"}) as gateway, \
@@ -55,7 +57,14 @@ def _same(got: list[dict], want: list) -> None:
 
 def test_models_list_the_detect_capability(detect_stack):
     toy = next(m for m in detect_stack.get("/v1/models").json()["data"] if m["id"] == "toy")
-    assert "detect" in toy["capabilities"]
+    assert "detect" in toy["capabilities"] and "segment" not in toy["capabilities"]
+
+
+def test_segment_without_pixel_text_is_not_deployed(detect_stack):
+    r = detect_stack.post("/v1/segment", json={"images": [b64(png(np.zeros((32, 32, 3), np.uint8)))],
+                                               "labels": ["star"]})
+    assert r.status_code == 404
+    assert r.json() == {"error": {"type": "not_found", "message": "model 'pixel_text' is not deployed"}}
 
 
 def test_text_queries_over_several_images_give_the_in_process_boxes(detect_stack, in_process, detection_images):

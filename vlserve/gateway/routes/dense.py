@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import DetectRequest, DetectResponse, SegmentRequest, SegmentResponse
-from vlserve.api.tensors import DETECTOR
+from vlserve.api.tensors import DETECTOR, PIXEL_TEXT
 from vlserve.gateway.body import body_doc
-from vlserve.gateway.pending import PIXEL_TEXT, detect_images, require_deployed, segment_one
+from vlserve.gateway.pending import detect_images, require_deployed, segment_one
 from vlserve.gateway.routes.common import ERRORS, each_image, json_response
 from vlserve.gateway.state import model_request, one_of
 
@@ -34,12 +34,14 @@ async def detect(request: Request) -> Response:
 
 
 @router.post("/v1/segment", response_model=SegmentResponse, responses=ERRORS, tags=["dense"],
-             summary="The label of every pixel (the Triton model 'pixel_text')", openapi_extra=body_doc(SegmentRequest))
+             summary="The label of every pixel: pixel-text maps (the Triton model 'pixel_text')",
+             openapi_extra=body_doc(SegmentRequest))
 async def segment(request: Request) -> Response:
     gw, req, model = await model_request(request, SegmentRequest)
     gw.limits.images(len(req.images), "images")
     gw.limits.labels(req.labels)
     await require_deployed(model, PIXEL_TEXT)
     images = await gw.images.resolve(req.images, "images")
-    results = await each_image(images, lambda image: segment_one(model, image, req.labels))
+    results = await each_image(images, lambda image: segment_one(model, image, req.labels, req.method,
+                                                                 req.background_threshold, req.output_side))
     return json_response({"model": model.id, "results": results})
