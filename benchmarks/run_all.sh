@@ -9,6 +9,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 $PY benchmarks/bench_zeroshot.py --rounds 5 --ensemble-labels 25
 $PY benchmarks/bench_triton.py --rounds 5 --seconds 5
 $PY benchmarks/bench_detection.py --rounds 5 --seconds 2 --images 8
+$PY benchmarks/bench_dense.py --rounds 7 --calls 5
+.venv/bin/vlserve eval segmentation --model toy --methods vanilla,maskclip,denseclip --n 300 --out benchmarks/results/segmentation_toy_denseclip.json
 $PY benchmarks/bench_ingest.py --n 192 --rounds 5
 $PY benchmarks/bench_funnel.py --n 1000000 --methods funnel
 $PY benchmarks/bench_funnel.py --data toy --n 30000 --tag _toy
