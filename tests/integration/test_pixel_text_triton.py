@@ -116,3 +116,15 @@ def test_bad_requests_are_refused_and_the_server_keeps_serving(server):
     finally:
         for c in (client, plain, align):
             c.close()
+
+
+def test_sliding_windows_through_triton_equal_in_process(server):
+    engine = PixelText(load_dual_encoder("toy"))
+    scene = composed_scene([("star", "green"), ("circle", "yellow")], index=3, image_size=224)
+    client = VLServeClient(server.grpc_url, "grpc", prefix="plain_")
+    try:
+        (got,) = client.segment([png(scene.image)], ["star", "circle"], method="maskclip", stride=48)
+    finally:
+        client.close()
+    (want,) = engine.segment([png(scene.image)], ["star", "circle"], "maskclip", stride=48)
+    assert got.scores.shape == (2, 224, 224) and np.abs(got.scores - want.scores).max() <= 2e-3

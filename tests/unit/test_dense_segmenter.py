@@ -80,3 +80,20 @@ def test_service_defaults_and_refuses_denseclip_without_a_head(images):
     assert service.default_method == "maskclip"
     with pytest.raises(Unsupported, match="no DenseCLIP head"):
         service.parse(images, ["star"], "denseclip", [], None, None)
+
+
+def test_sliding_windows_stitch_the_tiles_and_average_overlaps(pixel_text):
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    labels = ["star", "circle", "red object"]
+    (slid,) = pixel_text.segment([_png(big)], labels, "maskclip", stride=96, slide_side=192)
+    assert slid.scores.shape == (3, 192, 192)
+    for y in (0, 96):
+        for x in (0, 96):
+            (tile,) = pixel_text.segment([_png(big[y:y + 96, x:x + 96])], labels, "maskclip")
+            assert np.abs(slid.scores[:, y:y + 96, x:x + 96] - tile.scores).max() <= 1e-5
+    (overlapping,) = pixel_text.segment([_png(big[:150])], labels, "vanilla", stride=48)
+    assert overlapping.scores.shape == (3, 150, 192) and np.isfinite(overlapping.scores).all()
+    with pytest.raises(InvalidInput, match="stride 500") as err:
+        pixel_text.segment([_png(big)], labels, "maskclip", stride=500)
+    assert err.value.field == "stride"

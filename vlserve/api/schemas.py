@@ -290,6 +290,7 @@ class SegmentRequest(Schema):
                                                description="pixels whose best score is under this are background")
     output_side: int | None = Field(None, ge=1, le=512, description="longer side of the mask (default and most: 512; "
                                                                     "never larger than the image)")
+    stride: int | None = Field(None, ge=1, description="sliding windows every `stride` pixels (training-free methods)")
 
 
 class SegmentMap(Schema):

@@ -132,7 +132,10 @@ PIXEL_TEXT = ModelIO(
      TensorSpec("BACKGROUND_THRESHOLD", "FP32", (1,), optional=True,
                 doc="pixels whose best score is under this are background (-1)"),
      TensorSpec("OUTPUT_SIDE", "INT32", (1,), optional=True,
-                doc="longer side of the returned maps (default and most: 512; never larger than the image)")),
+                doc="longer side of the returned maps (default and most: 512; never larger than the image)"),
+     TensorSpec("STRIDE", "INT32", (1,), optional=True,
+                doc="sliding windows (training-free methods): the image's shorter side resized to twice the "
+                    "tower's input, windows of the input size every STRIDE pixels, overlaps averaged")),
     (TensorSpec("SCORES", "FP16", (-1, -1, -1),
                 doc="per-label score maps [L, h, w] (cosine; denseclip: probability), padded past OUTPUT_SIZE"),
      TensorSpec("SEGMENTATION", "INT32", (-1, -1), doc="best label index per pixel, -1 background or padding"),

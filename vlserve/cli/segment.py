@@ -25,6 +25,8 @@ def segment(
                                                   "embedded head, if any)")] = None,
     background_threshold: Annotated[float | None, typer.Option(help="best score under this: background")] = None,
     output_side: Annotated[int | None, typer.Option(help="longer side of the maps (at most 512)")] = None,
+    stride: Annotated[int | None, typer.Option(help="sliding windows every STRIDE pixels (training-free methods)")]
+    = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec (default: $VLSERVE_MODEL)")] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
@@ -44,7 +46,7 @@ def segment(
     service = PixelTextService(load_model(model, device, precision), params)
     data = image.read_bytes()
     with naming_files([image], ("image",)):
-        job = service.parse([data], names, method, [], background_threshold, output_side)
+        job = service.parse([data], names, method, [], background_threshold, output_side, stride)
         result = service.run(job)[0]
     with Image.open(image) as pil:
         written = write_outputs(out, pil, result.scores, result.segmentation, names)

@@ -136,19 +136,62 @@ class PixelText:
     @torch.no_grad()
     def segment(self, images: Sequence[ImageInput], labels: Sequence[str], method: str = "maskclip",
                 background_threshold: float | None = None, output_side: int | None = None,
-                templates: Sequence[str] | None = None) -> list[Segmentation]:
-        """Score maps and a segmentation per image (labels and options checked first)."""
+                templates: Sequence[str] | None = None, stride: int | None = None,
+                slide_side: int | None = None) -> list[Segmentation]:
+        """Score maps and a segmentation per image (labels and options checked first). With ``stride``,
+        sliding-window inference (training-free methods): see :meth:`_slide`."""
         self.check(labels, method, background_threshold, output_side)
         if not images:
             raise InvalidInput("no images given (empty list)", field="images")
         if method == DENSECLIP:
+            if stride is not None:
+                raise InvalidInput("stride (sliding windows) applies to the training-free methods; the DenseCLIP "
+                                   "head reads the whole image", field="stride")
             return self._denseclip(images, labels, background_threshold, output_side)
         text = self.label_embeddings(labels, templates)
+        if stride is not None:
+            return self._slide(images, text, method, background_threshold, output_side, stride, slide_side)
         pixels, sizes = self.pixels(images, self.encoder.image_size)
         dense = dense_embeddings(self.encoder.model, pixels, method).float().cpu()  # type: ignore[arg-type]
         out = []
         for d, size in zip(dense, sizes, strict=True):
             scores = score_maps(d[None], text, output_size(size, output_side))
+            out.append(Segmentation(scores[0].numpy(), segment(scores, background_threshold)[0].int().numpy(),
+                                    size, method))
+        return out
+
+    def _slide(self, images: Sequence[ImageInput], text: torch.Tensor, method: str,
+               background_threshold: float | None, output_side: int | None, stride: int,
+               slide_side: int | None) -> list[Segmentation]:
+        """Sliding windows, as SCLIP and ClearCLIP evaluate: the image is resized (aspect kept) so its
+        shorter side is ``slide_side`` (default twice the tower's input), windows of the tower's input
+        size are taken every ``stride`` pixels (the last flush with the edge), each window's score maps
+        are computed at its own size, and overlapping windows are averaged."""
+        crop_h, crop_w = self.encoder.image_size
+        side = slide_side or 2 * min(crop_h, crop_w)
+        if not 1 <= stride <= min(crop_h, crop_w):
+            raise InvalidInput(f"stride {stride} must be in 1..{min(crop_h, crop_w)} (the tower's input size)",
+                               field="stride")
+        if not min(crop_h, crop_w) <= side <= 4096:
+            raise InvalidInput(f"slide side {side} must be in {min(crop_h, crop_w)}..4096", field="slide_side")
+        out = []
+        for image, pil in zip(images, decode_images(list(images), self.encoder.runtime.max_image_pixels),
+                              strict=True):
+            scale = side / min(pil.height, pil.width)
+            h, w = max(crop_h, round(pil.height * scale)), max(crop_w, round(pil.width * scale))
+            full, _ = self.pixels([image], (h, w))
+            ys = sorted({*range(0, h - crop_h, stride), h - crop_h})
+            xs = sorted({*range(0, w - crop_w, stride), w - crop_w})
+            windows = torch.cat([full[:, :, y:y + crop_h, x:x + crop_w] for y in ys for x in xs])
+            dense = dense_embeddings(self.encoder.model, windows, method).float().cpu()  # type: ignore[arg-type]
+            total = torch.zeros(len(text), h, w)
+            count = torch.zeros(1, h, w)
+            for d, (y, x) in zip(dense, [(y, x) for y in ys for x in xs], strict=True):
+                total[:, y:y + crop_h, x:x + crop_w] += score_maps(d[None], text, (crop_h, crop_w))[0]
+                count[:, y:y + crop_h, x:x + crop_w] += 1
+            size = (pil.height, pil.width)
+            scores = F.interpolate((total / count)[None], size=output_size(size, output_side), mode="bilinear",
+                                   align_corners=False)
             out.append(Segmentation(scores[0].numpy(), segment(scores, background_threshold)[0].int().numpy(),
                                     size, method))
         return out

@@ -46,6 +46,7 @@ class SegmentJob:
     templates: list[str] | None
     background_threshold: float | None
     output_side: int | None
+    stride: int | None = None
 
 
 class PixelTextService:
@@ -58,14 +59,14 @@ class PixelTextService:
         return DENSECLIP if self.engine.head is not None else "maskclip"
 
     def parse(self, images: Sequence[ImageInput], labels: list[str], method: str | None, templates: list[str],
-              background_threshold: float | None, output_side: int | None) -> SegmentJob:
+              background_threshold: float | None, output_side: int | None, stride: int | None = None) -> SegmentJob:
         method = method or self.default_method
         self.engine.check(labels, method, background_threshold, output_side)
-        return SegmentJob(images, labels, method, templates or None, background_threshold, output_side)
+        return SegmentJob(images, labels, method, templates or None, background_threshold, output_side, stride)
 
     def run(self, job: SegmentJob) -> list[Segmentation]:
         return self.engine.segment(job.images, job.labels, job.method, job.background_threshold, job.output_side,
-                                   job.templates)
+                                   job.templates, job.stride)
 
 
 def pack(results: list[Segmentation]) -> dict[str, np.ndarray]:

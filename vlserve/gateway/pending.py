@@ -62,13 +62,14 @@ async def detect_images(model: DeployedModel, images: list[bytes], queries: list
 
 
 async def segment_one(model: DeployedModel, image: bytes, labels: list[str], method: str | None,
-                      background_threshold: float | None, output_side: int | None) -> dict[str, object]:
+                      background_threshold: float | None, output_side: int | None,
+                      stride: int | None = None) -> dict[str, object]:
     """One image through the Triton ``pixel_text``: its mask as a PNG (0 background, ``i + 1`` for
     label ``i``) at the maps' size, and each label's share of the pixels."""
     from PIL import Image
 
     (result,) = await model.client.segment([image], labels, method=method, background_threshold=background_threshold,
-                                           output_side=output_side)
+                                           output_side=output_side, stride=stride)
     seg = result.segmentation
     buf = io.BytesIO()
     Image.fromarray((seg + 1).astype(np.uint16 if len(labels) >= 255 else np.uint8)).save(buf, format="PNG")

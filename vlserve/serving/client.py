@@ -248,8 +248,8 @@ class _Requests:
         return inputs
 
     def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], method: str | None,
-                templates: Sequence[str] | None, background_threshold: float | None, output_side: int | None
-                ) -> list[Any]:
+                templates: Sequence[str] | None, background_threshold: float | None, output_side: int | None,
+                stride: int | None = None) -> list[Any]:
         io = PIXEL_TEXT
         if not labels:
             raise InvalidInput("no labels given: name at least one label", field="labels")
@@ -260,7 +260,8 @@ class _Requests:
             inputs.append(_tensor(self.mod, io, "TEMPLATES", np.array([list(templates)] * n, dtype=np.object_)))
         if method is not None:
             inputs.append(_tensor(self.mod, io, "METHOD", _column([method] * n)))
-        for name, value in {"BACKGROUND_THRESHOLD": background_threshold, "OUTPUT_SIDE": output_side}.items():
+        for name, value in {"BACKGROUND_THRESHOLD": background_threshold, "OUTPUT_SIDE": output_side,
+                            "STRIDE": stride}.items():
             if value is not None:
                 inputs.append(_tensor(self.mod, io, name, np.full((n, 1), value)))
         return inputs
@@ -369,10 +370,10 @@ class VLServeClient:
 
     def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], *, method: str | None = None,
                 templates: Sequence[str] | None = None, background_threshold: float | None = None,
-                output_side: int | None = None) -> list[SegmentationResult]:
+                output_side: int | None = None, stride: int | None = None) -> list[SegmentationResult]:
         """Per-label score maps and a segmentation of each image (method default: the DenseCLIP head
-        where one is deployed, else MaskCLIP)."""
-        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side)
+        where one is deployed, else MaskCLIP); ``stride``: sliding windows (training-free methods)."""
+        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side, stride)
         return self._req.segmentations(self._infer(PIXEL_TEXT.name, inputs), labels)
 
     def close(self) -> None:
@@ -472,8 +473,8 @@ class AsyncVLServeClient:
 
     async def segment(self, images: Sequence[bytes | np.ndarray], labels: Sequence[str], *, method: str | None = None,
                       templates: Sequence[str] | None = None, background_threshold: float | None = None,
-                      output_side: int | None = None) -> list[SegmentationResult]:
-        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side)
+                      output_side: int | None = None, stride: int | None = None) -> list[SegmentationResult]:
+        inputs = self._req.segment(images, labels, method, templates, background_threshold, output_side, stride)
         return self._req.segmentations(await self._infer(PIXEL_TEXT.name, inputs), labels)
 
     async def close(self) -> None:

@@ -43,5 +43,6 @@ async def segment(request: Request) -> Response:
     await require_deployed(model, PIXEL_TEXT)
     images = await gw.images.resolve(req.images, "images")
     results = await each_image(images, lambda image: segment_one(model, image, req.labels, req.method,
-                                                                 req.background_threshold, req.output_side))
+                                                                 req.background_threshold, req.output_side,
+                                                                 req.stride))
     return json_response({"model": model.id, "results": results})

@@ -40,7 +40,8 @@ class TritonPythonModel:
             images=image_inputs(pb_utils, request), labels=strings(labels), method=optional_scalar(
                 pb_utils, request, "METHOD", str), templates=strings(templates),
             background_threshold=optional_scalar(pb_utils, request, "BACKGROUND_THRESHOLD", float),
-            output_side=optional_scalar(pb_utils, request, "OUTPUT_SIDE", int))
+            output_side=optional_scalar(pb_utils, request, "OUTPUT_SIDE", int),
+            stride=optional_scalar(pb_utils, request, "STRIDE", int))
 
     def execute(self, requests):
         responses, parsed = parse_each(pb_utils, requests, self.parse)
