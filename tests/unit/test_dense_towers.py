@@ -4,6 +4,7 @@ left untouched, and the ViT ``vanilla`` path is the tower's own forward."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import OPEN_CLIP_TINY
@@ -152,3 +153,29 @@ def test_resnet_towers_take_inputs_larger_than_trained_with_a_larger_grid() -> N
     model = _open_clip(RESNET_TINY)
     for method in ("vanilla", "maskclip"):
         assert dense_embeddings(model, torch.randn(1, 3, 128, 128), method).shape == (1, 32, 4, 4), method
+
+
+def test_siglip_pooling_head_value_path(tiny_dirs) -> None:
+    """SigLIP (transformers): the value path of the attention-pooling head at every token; with all
+    tokens equal it is the head's own pooled output; the tower is unchanged by a dense call; the
+    methods that read a block's attention are refused; PixelText serves it end to end."""
+    from vlserve.dense.segmenter import PixelText
+    from vlserve.dense.towers import siglip_value_path
+    from vlserve.models import load_dual_encoder
+
+    encoder = load_dual_encoder(f"hf:{tiny_dirs['hf_siglip']}")
+    model, pixels = encoder.model, torch.randn(2, 3, *encoder.image_size)
+    head = model.vision_model.head
+    tokens = torch.randn(1, 1, head.probe.shape[-1]).repeat(2, 9, 1)
+    with torch.no_grad():
+        assert torch.allclose(siglip_value_path(head, tokens)[:, 3], head(tokens), atol=1e-5)
+        before = encoder._image_features(pixels)
+        dense = dense_embeddings(model, pixels, "maskclip")
+        assert torch.allclose(encoder._image_features(pixels), before, atol=1e-6)
+    patch = model.vision_model.config.patch_size
+    assert dense.shape == (2, before.shape[-1], pixels.shape[-2] // patch, pixels.shape[-1] // patch)
+    with pytest.raises(Unsupported, match="attention-pooling head takes: maskclip"):
+        dense_embeddings(model, pixels, "sclip")
+    rng = np.random.default_rng(0)
+    (result,) = PixelText(encoder).segment([rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)], ["a", "b"])
+    assert result.scores.shape == (2, 40, 50)

@@ -31,6 +31,9 @@ feature map and the attention pool's projections ``V`` (value) and ``C`` (output
   projections as 1x1 convolutions on the feature map, no attention, no positional embedding).
   SCLIP and ClearCLIP are defined on transformer blocks only; for a ResNet they are refused.
 
+SigLIP towers (transformers ``SiglipModel``: a probe attends to the tokens in an attention-pooling
+head) take ``maskclip`` through the same value-path idea: :func:`siglip_value_path`.
+
 Every function returns un-normalised embeddings ``[N, D, h, w]`` on the tower's output grid.
 """
 
@@ -226,6 +229,35 @@ def _hf_clip_vit(model: Any, pixels: torch.Tensor, method: Method) -> torch.Tens
     return _grid(head(last_block(block, x, method))[:, 1:], (pixels.shape[-2] // patch, pixels.shape[-1] // patch))
 
 
+# ---- transformers SigLIP ---------------------------------------------------------------------------
+
+SIGLIP_METHODS: tuple[Method, ...] = ("maskclip",)
+
+
+def siglip_value_path(head: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """SigLIP's attention-pooling head applied at every token through its value path (MaskCLIP's idea
+    for a pooling head): ``o = O(V(t))`` (what the head's attention gives a probe that attends to one
+    token only), then the head's own residual MLP, ``o + MLP(LN(o))``. ``tokens`` [N, L, D] -> [N, L, D].
+    When all tokens are equal the probe's attention is uniform over equal values, so this equals the
+    head's pooled output."""
+    attn = head.attention
+    width = tokens.shape[-1]
+    v = F.linear(tokens, attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
+    o = attn.out_proj(v)
+    return o + head.mlp(head.layernorm(o))
+
+
+def _hf_siglip(model: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
+    if method not in SIGLIP_METHODS:
+        raise Unsupported(f"dense method {method!r} reads a transformer block's attention; a SigLIP tower's "
+                          f"attention-pooling head takes: {', '.join(SIGLIP_METHODS)}", field="method")
+    vision = model.vision_model
+    hidden = vision.encoder(inputs_embeds=vision.embeddings(pixels)).last_hidden_state
+    tokens = vision.post_layernorm(hidden)
+    patch = vision.config.patch_size
+    return _grid(siglip_value_path(vision.head, tokens), (pixels.shape[-2] // patch, pixels.shape[-1] // patch))
+
+
 @torch.no_grad()
 def dense_embeddings(model: Any, pixels: torch.Tensor, method: Method) -> torch.Tensor:
     """``[N, D, h, w]`` embeddings in the joint space at every location of ``pixels``' output grid.
@@ -238,6 +270,8 @@ def dense_embeddings(model: Any, pixels: torch.Tensor, method: Method) -> torch.
         return _open_clip_resnet(visual, pixels, method)
     if visual is not None and hasattr(visual, "transformer"):
         return _open_clip_vit(visual, pixels, method)
+    if hasattr(model, "vision_model") and getattr(model.vision_model, "head", None) is not None:
+        return _hf_siglip(model, pixels, method)
     if hasattr(model, "vision_model") and hasattr(model, "visual_projection"):
         return _hf_clip_vit(model, pixels, method)
     raise Unsupported(f"dense maps need a CLIP image tower (ViT or ResNet with attention pooling); "
