@@ -38,6 +38,26 @@ def test_bad_requests_are_refused_naming_the_problem(pixel_text, images, labels,
     assert err.value.field == field
 
 
+@pytest.mark.parametrize("template", ["a {} of {}", "no slot"])
+def test_malformed_templates_are_invalid_input(pixel_text, images, template):
+    with pytest.raises(InvalidInput, match="exactly one") as err:
+        pixel_text.segment(images, ["star"], "maskclip", templates=["a photo of a {}.", template])
+    assert (err.value.field, err.value.item) == ("templates", 1)
+    # other braces are text, not format fields: no crash
+    assert len(pixel_text.segment(images, ["star"], "maskclip", templates=["a {x} {}}"])) == 2
+
+
+def test_requests_past_the_score_budget_or_window_limit_are_refused(pixel_text):
+    wide = _png(np.zeros((8, 4000, 3), np.uint8))
+    with pytest.raises(InvalidInput, match="sliding windows") as err:
+        pixel_text.segment([wide], ["star"], "maskclip", stride=1)
+    assert err.value.field == "stride"
+    photos = [_png(np.zeros((600, 800, 3), np.uint8))] * 2
+    with pytest.raises(InvalidInput, match="scores; at most") as err:
+        pixel_text.segment(photos, [f"l{i}" for i in range(200)], "maskclip")
+    assert err.value.field == "labels"
+
+
 def test_methods_that_do_not_apply_are_unsupported(pixel_text, images):
     with pytest.raises(Unsupported, match="ResNet tower"):
         pixel_text.segment(images, ["star"], "sclip")

@@ -33,7 +33,7 @@ def segment(
 ) -> None:
     """Segment IMAGE into LABELS: writes the mask PNG (0 background, i + 1 for label i), a colour overlay
     with a legend, one heatmap per label, and prints per-label pixel shares as JSON."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from vlserve.dense.render import write_outputs
     from vlserve.dense.service import PixelTextService
@@ -48,8 +48,8 @@ def segment(
     with naming_files([image], ("image",)):
         job = service.parse([data], names, method, [], background_threshold, output_side, stride)
         result = service.run(job)[0]
-    with Image.open(image) as pil:
-        written = write_outputs(out, pil, result.scores, result.segmentation, names)
+    with Image.open(image) as pil:  # upright, as the model saw it
+        written = write_outputs(out, ImageOps.exif_transpose(pil), result.scores, result.segmentation, names)
     total = result.segmentation.size
     report = {"image": str(image), "model": service.engine.encoder.spec.raw, "method": result.method,
               "labels": names, "map_size": list(result.segmentation.shape), "image_size": list(result.image_size),

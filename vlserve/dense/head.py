@@ -5,7 +5,7 @@ Given a CLIP model whose image tower yields a feature pyramid (``levels``: strid
 a dense embedding map ``z`` in the joint space and a global embedding ``g``
 (:func:`vlserve.dense.towers.pyramid`), and labels:
 
-1. **Context-aware prompting, language side** (CoOp-style): a label's text is ``[ctx] label.``, where
+1. **Context-aware prompting, language side** (CoOp-style): a label's text is ``[ctx] label``, where
    ``ctx`` is ``n`` learnable token embeddings (initialised from the embeddings of "a photo of a",
    so an untrained head starts at the zero-shot template) run through the frozen text tower.
    A learnable **background** embedding joins the labels as label 0.
@@ -17,8 +17,9 @@ a dense embedding map ``z`` in the joint space and a global embedding ``g``
 4. **Decoder** (semantic FPN): lateral 1x1 convolutions and a top-down pathway over the pyramid, each
    level brought to stride 4 and summed into ``P``. Labels are open-ended, so the decoder's label
    channels are computed per label with shared weights: for label ``l``,
-   ``h_l = ReLU(A·P + a·cos(E, t'_l) + b·up(s_l) + B·t'_l)`` with ``E = W·P`` pixel embeddings, then a
-   3x3 and a 1x1 convolution give the label's logit map, to which ``κ·cos(E, t'_l)`` is added.
+   ``h_l = ReLU(GN(A·P + a·cos(E, t'_l) + b·up(s_l) + B·t'_l))`` with ``E = W·P`` pixel embeddings,
+   then a 3x3 convolution, ReLU and a 1x1 convolution give the label's logit map, to which
+   ``κ·cos(E, t'_l)`` is added.
 
 The segmentation is the argmax over ``[background, labels...]``; background is reported as ``-1``.
 """
@@ -43,7 +44,7 @@ CONTEXT_INIT = "a photo of a"
 class HeadConfig:
     level_channels: tuple[int, ...]  # the pyramid's channels, strides 4, 8, 16, 32
     embed_dim: int  # the joint space
-    input_size: int = 128  # images are resized to input_size x input_size (see DenseCLIPHead.prepare)
+    input_size: int = 128  # images are resized whole to input_size x input_size (PixelText.pixels)
     fpn_channels: int = 64
     label_channels: int = 32
     decoder_width: int = 64
@@ -108,6 +109,9 @@ class DenseCLIPHead(nn.Module):
 
     def __init__(self, cfg: HeadConfig, context: torch.Tensor, background: torch.Tensor) -> None:
         super().__init__()
+        if cfg.fpn_channels % 8 or cfg.label_channels % 8:
+            raise InvalidInput(f"fpn_channels ({cfg.fpn_channels}) and label_channels ({cfg.label_channels}) must "
+                               "be multiples of 8 (group norm of 8 groups)", field="channels")
         self.cfg = cfg
         d, width, lc = cfg.embed_dim, cfg.fpn_channels, cfg.label_channels
         self.context = nn.Parameter(context.detach().clone().float())  # [n, text width]

@@ -51,10 +51,11 @@ def overlay(image: Image.Image, segmentation: np.ndarray, labels: list[str], alp
 
 def write_outputs(out: Path, image: Image.Image, scores: np.ndarray, segmentation: np.ndarray,
                   labels: list[str]) -> dict[str, str]:
-    """``mask.png`` (0 background, i + 1 for label i), ``overlay.png``, ``heatmap_<i>.png`` per label."""
+    """``mask.png`` (0 background, i + 1 for label i; 16-bit past 254 labels), ``overlay.png``,
+    ``heatmap_<i>.png`` per label."""
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    mask = (segmentation + 1).astype(np.uint8)
+    mask = (segmentation + 1).astype(np.uint16 if len(labels) >= 255 else np.uint8)
     Image.fromarray(mask).save(out / "mask.png")
     written["mask"] = str(out / "mask.png")
     overlay(image, segmentation, labels).save(out / "overlay.png")

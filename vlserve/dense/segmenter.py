@@ -6,7 +6,8 @@ to, and ``denseclip`` where a DenseCLIP head trained for this encoder is loaded
 embedding, averaged over the prompt templates (default one: ``"a photo of a {}."``) and cached by
 (model fingerprint, prompt); pixels whose best score is under ``background_threshold`` are
 background. The DenseCLIP head has its own learned background label, so background comes from the
-argmax (a threshold can still be given: on its softmax probability).
+argmax (a threshold can still be given: on its softmax probability, so useful values are in [0, 1]);
+prompt templates apply to the training-free methods only (the head has its learned context).
 
 Images are resized to the tower's (or head's) square input size, whole, not cropped, so every pixel
 of the image has a score; maps are then upsampled to the output size: the image's own size, scaled
@@ -32,7 +33,10 @@ from vlserve.models.images import ImageInput, decode_images
 from vlserve.models.text_cache import TextEmbeddingCache
 
 MAX_LABELS = 256
+MAX_TEMPLATES = 64
 MAX_OUTPUT_SIDE = 512
+MAX_SCORE_VALUES = 2**26  # label x pixel scores one request may return (128 MB as FP16)
+MAX_WINDOWS = 256  # sliding windows per image
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 DENSECLIP = "denseclip"
 
@@ -54,6 +58,16 @@ def output_size(image_size: tuple[int, int], side: int | None) -> tuple[int, int
     h, w = image_size
     scale = min(1.0, limit / max(h, w))
     return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _check_budget(sizes: Sequence[tuple[int, int]], n_labels: int, side: int | None) -> None:
+    """Refuse a request whose score maps would exceed MAX_SCORE_VALUES (labels x map pixels, summed
+    over its images), before any map is made."""
+    total = sum(n_labels * h * w for h, w in (output_size(s, side) for s in sizes))
+    if total > MAX_SCORE_VALUES:
+        raise InvalidInput(f"{len(sizes)} images x {n_labels} labels at these map sizes are {total:,} scores; at "
+                           f"most {MAX_SCORE_VALUES:,} per request: send fewer images or labels, or a smaller "
+                           "output_side", field="labels")
 
 
 def _mean_std(encoder: Any) -> tuple[list[float], list[float]]:
@@ -126,10 +140,13 @@ class PixelText:
     def label_embeddings(self, labels: Sequence[str], templates: Sequence[str] | None) -> torch.Tensor:
         """``[L, D]`` text embeddings: each label's prompts (one per template) averaged, L2-normalised."""
         templates = list(templates or DEFAULT_TEMPLATES)
-        for t in templates:
-            if "{}" not in t:
-                raise InvalidInput(f"template {t!r} has no {{}} for the label", field="templates")
-        prompts = [t.format(label) for label in labels for t in templates]
+        if len(templates) > MAX_TEMPLATES:
+            raise InvalidInput(f"{len(templates)} templates; at most {MAX_TEMPLATES}", field="templates")
+        for i, t in enumerate(templates):
+            if t.count("{}") != 1:
+                raise InvalidInput(f"template {t!r} must hold exactly one {{}} for the label", field="templates",
+                                   item=i)
+        prompts = [t.replace("{}", label) for label in labels for t in templates]
         emb = torch.from_numpy(self.cache.encode(self.encoder, prompts)).view(len(labels), len(templates), -1)
         return F.normalize(emb.mean(dim=1), dim=-1)
 
@@ -152,7 +169,10 @@ class PixelText:
         if stride is not None:
             return self._slide(images, text, method, background_threshold, output_side, stride, slide_side)
         pixels, sizes = self.pixels(images, self.encoder.image_size)
-        dense = dense_embeddings(self.encoder.model, pixels, method).float().cpu()  # type: ignore[arg-type]
+        _check_budget(sizes, len(labels), output_side)
+        step = max(1, self.encoder.runtime.max_batch)
+        dense = torch.cat([dense_embeddings(self.encoder.model, pixels[i:i + step], method).float().cpu()  # type: ignore[arg-type]
+                           for i in range(0, len(pixels), step)])
         out = []
         for d, size in zip(dense, sizes, strict=True):
             scores = score_maps(d[None], text, output_size(size, output_side))
@@ -175,15 +195,22 @@ class PixelText:
         if not min(crop_h, crop_w) <= side <= 4096:
             raise InvalidInput(f"slide side {side} must be in {min(crop_h, crop_w)}..4096", field="slide_side")
         out = []
-        for image, pil in zip(images, decode_images(list(images), self.encoder.runtime.max_image_pixels),
-                              strict=True):
+        decoded = decode_images(list(images), self.encoder.runtime.max_image_pixels)
+        _check_budget([(p.height, p.width) for p in decoded], len(text), output_side)
+        for i, (image, pil) in enumerate(zip(images, decoded, strict=True)):
             scale = side / min(pil.height, pil.width)
             h, w = max(crop_h, round(pil.height * scale)), max(crop_w, round(pil.width * scale))
-            full, _ = self.pixels([image], (h, w))
             ys = sorted({*range(0, h - crop_h, stride), h - crop_h})
             xs = sorted({*range(0, w - crop_w, stride), w - crop_w})
+            if len(ys) * len(xs) > MAX_WINDOWS:
+                raise InvalidInput(f"{len(ys) * len(xs)} sliding windows for image {i} ({pil.width}x{pil.height} "
+                                   f"resized to {w}x{h}); at most {MAX_WINDOWS}: use a larger stride",
+                                   field="stride", item=i)
+            full, _ = self.pixels([image], (h, w))
             windows = torch.cat([full[:, :, y:y + crop_h, x:x + crop_w] for y in ys for x in xs])
-            dense = dense_embeddings(self.encoder.model, windows, method).float().cpu()  # type: ignore[arg-type]
+            step = max(1, self.encoder.runtime.max_batch)
+            dense = torch.cat([dense_embeddings(self.encoder.model, windows[j:j + step], method).float().cpu()  # type: ignore[arg-type]
+                               for j in range(0, len(windows), step)])
             total = torch.zeros(len(text), h, w)
             count = torch.zeros(1, h, w)
             for d, (y, x) in zip(dense, [(y, x) for y in ys for x in xs], strict=True):
@@ -203,9 +230,15 @@ class PixelText:
         head = self.head
         assert head is not None
         pixels, sizes = self.pixels(images, head.cfg.input_size)
+        _check_budget(sizes, len(labels), output_side)
         text = head.encode_labels(self.encoder.model, self.encoder._tokenizer, list(labels))
-        pyr = pyramid(self.encoder.model, pixels)
-        logits, _ = head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(), text.float())
+        parts = []
+        step = max(1, min(self.encoder.runtime.max_batch, 8))  # the head's label channels: [n, L, C, h, w]
+        for i in range(0, len(pixels), step):
+            pyr = pyramid(self.encoder.model, pixels[i:i + step])
+            parts.append(head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(),
+                              text.float())[0])
+        logits = torch.cat(parts)
         out = []
         for row, size in zip(logits.cpu(), sizes, strict=True):
             probs = torch.softmax(F.interpolate(row[None], size=output_size(size, output_side), mode="bilinear",

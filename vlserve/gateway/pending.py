@@ -35,7 +35,7 @@ async def detect_images(model: DeployedModel, images: list[bytes], queries: list
     """All of ``images`` through the Triton ``detector`` (the client's own contract,
     :mod:`vlserve.api.tensors`) in as few requests as its max batch allows: the model prepares a
     request's queries once (text embeddings, or an image-tower pass per query image) for all its images."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     async def call(chunk: list[bytes]) -> list[Detections]:
         return await model.client.detect(chunk, queries, query_images=query_images, query_boxes=query_boxes,
@@ -50,7 +50,7 @@ async def detect_images(model: DeployedModel, images: list[bytes], queries: list
         raise
     out = []
     for image, f in zip(images, found, strict=True):
-        width, height = Image.open(io.BytesIO(image)).size
+        width, height = ImageOps.exif_transpose(Image.open(io.BytesIO(image))).size  # as the model saw it
         boxes = []
         for j in range(len(f.scores)):
             rel = float(f.relative_scores[j])
@@ -66,14 +66,14 @@ async def segment_one(model: DeployedModel, image: bytes, labels: list[str], met
                       stride: int | None = None) -> dict[str, object]:
     """One image through the Triton ``pixel_text``: its mask as a PNG (0 background, ``i + 1`` for
     label ``i``) at the maps' size, and each label's share of the pixels."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     (result,) = await model.client.segment([image], labels, method=method, background_threshold=background_threshold,
                                            output_side=output_side, stride=stride)
     seg = result.segmentation
     buf = io.BytesIO()
     Image.fromarray((seg + 1).astype(np.uint16 if len(labels) >= 255 else np.uint8)).save(buf, format="PNG")
-    width, height = Image.open(io.BytesIO(image)).size
+    width, height = ImageOps.exif_transpose(Image.open(io.BytesIO(image))).size  # as the model saw it
     return {"height": int(seg.shape[0]), "width": int(seg.shape[1]), "image_height": height, "image_width": width,
             "labels": list(labels), "method": result.method,
             "pixel_share": {label: round(float(np.mean(seg == i)), 6) for i, label in enumerate(labels)},
