@@ -167,6 +167,10 @@ class DenseCLIPHead(nn.Module):
         logits = self.label_out(h.flatten(0, 1)).reshape(n, k, *size) + self.kappa * cos
         return logits, scores
 
+    def read(self, pyr: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on a :class:`~vlserve.dense.towers.Pyramid` (any dtype: the head runs fp32)."""
+        return self([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(), labels.float())
+
     # ---- files ----------------------------------------------------------------------------------------
     def save(self, folder: Path, encoder_spec: str, encoder_fingerprint: str, extra: dict[str, Any]) -> Path:
         """``head.safetensors`` (fp16) + ``head.json`` (config, the encoder it belongs to, training record)."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vlserve.dense.maps import BACKGROUND, score_maps, segment
-from vlserve.dense.towers import METHODS, dense_embeddings
+from vlserve.dense.towers import METHODS, dense_embeddings, normalise, resize_whole
 from vlserve.errors import InvalidInput, Unsupported
 from vlserve.models.images import ImageInput, decode_images
 from vlserve.models.text_cache import TextEmbeddingCache
@@ -127,15 +127,13 @@ class PixelText:
     def pixels(self, images: Sequence[ImageInput], size: int | tuple[int, int]) -> tuple[torch.Tensor,
                                                                                            list[tuple[int, int]]]:
         """Decoded images resized whole to ``size`` and normalised; their original (H, W)."""
-        from PIL import Image
-
-        side = (size, size) if isinstance(size, int) else size
         pil = decode_images(list(images), self.encoder.runtime.max_image_pixels)
-        arrays = np.stack([np.asarray(p.convert("RGB").resize((side[1], side[0]), Image.Resampling.BICUBIC))
-                           for p in pil])
-        x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255)
-        x = (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
-        return x.to(self.encoder.device, self.encoder.dtype), [(p.height, p.width) for p in pil]
+        return self._tensor(pil, size), [(p.height, p.width) for p in pil]
+
+    def _tensor(self, pil: Sequence[Any], size: int | tuple[int, int]) -> torch.Tensor:
+        side = (size, size) if isinstance(size, int) else size
+        x = normalise(np.stack([resize_whole(p, side) for p in pil]), self.mean, self.std)
+        return x.to(self.encoder.device, self.encoder.dtype)
 
     def label_embeddings(self, labels: Sequence[str], templates: Sequence[str] | None) -> torch.Tensor:
         """``[L, D]`` text embeddings: each label's prompts (one per template) averaged, L2-normalised."""
@@ -197,7 +195,7 @@ class PixelText:
         out = []
         decoded = decode_images(list(images), self.encoder.runtime.max_image_pixels)
         _check_budget([(p.height, p.width) for p in decoded], len(text), output_side)
-        for i, (image, pil) in enumerate(zip(images, decoded, strict=True)):
+        for i, pil in enumerate(decoded):
             scale = side / min(pil.height, pil.width)
             h, w = max(crop_h, round(pil.height * scale)), max(crop_w, round(pil.width * scale))
             ys = sorted({*range(0, h - crop_h, stride), h - crop_h})
@@ -206,7 +204,7 @@ class PixelText:
                 raise InvalidInput(f"{len(ys) * len(xs)} sliding windows for image {i} ({pil.width}x{pil.height} "
                                    f"resized to {w}x{h}); at most {MAX_WINDOWS}: use a larger stride",
                                    field="stride", item=i)
-            full, _ = self.pixels([image], (h, w))
+            full = self._tensor([pil], (h, w))
             windows = torch.cat([full[:, :, y:y + crop_h, x:x + crop_w] for y in ys for x in xs])
             step = max(1, self.encoder.runtime.max_batch)
             dense = torch.cat([dense_embeddings(self.encoder.model, windows[j:j + step], method).float().cpu()  # type: ignore[arg-type]
@@ -236,8 +234,7 @@ class PixelText:
         step = max(1, min(self.encoder.runtime.max_batch, 8))  # the head's label channels: [n, L, C, h, w]
         for i in range(0, len(pixels), step):
             pyr = pyramid(self.encoder.model, pixels[i:i + step])
-            parts.append(head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(),
-                              text.float())[0])
+            parts.append(head.read(pyr, text)[0])
         logits = torch.cat(parts)
         out = []
         for row, size in zip(logits.cpu(), sizes, strict=True):

@@ -40,10 +40,11 @@ Every function returns un-normalised embeddings ``[N, D, h, w]`` on the tower's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -165,6 +166,22 @@ def _open_clip_resnet(visual: Any, pixels: torch.Tensor, method: Method) -> torc
         flat = x.flatten(2).transpose(1, 2)  # [N, h*w, C]
         return _grid(pool.c_proj(pool.v_proj(flat)), (x.shape[-2], x.shape[-1]))
     return _resnet_pool(pool, x)[1]
+
+
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, H, W]``, scaled to [0, 1] and normalised with the tower's
+    mean and std (the same for training a head and for serving)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    return (x - torch.tensor(list(mean), device=device).view(1, 3, 1, 1)) / \
+        torch.tensor(list(std), device=device).view(1, 3, 1, 1)
+
+
+def resize_whole(image: Any, size: tuple[int, int]) -> np.ndarray:
+    """A PIL image resized, whole (no crop), to ``size`` (H, W), bicubic, as uint8 RGB."""
+    from PIL import Image
+
+    return np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from vlserve.dense.head import DenseCLIPHead, HeadConfig
-from vlserve.dense.towers import pyramid, pyramid_channels
+from vlserve.dense.towers import normalise, pyramid, pyramid_channels, resize_whole
 from vlserve.errors import InvalidInput
 
 IGNORE = 255
@@ -65,28 +65,21 @@ class MaskPool:
     labels: dict[str, list[str]]  # labelling -> label texts
 
 
-def _resize(image: np.ndarray, mask: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _resize(image: np.ndarray, masks: list[np.ndarray], size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The image resized whole as serving resizes it (bicubic), its masks by nearest neighbour."""
     from PIL import Image
 
-    img = np.asarray(Image.fromarray(image).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
-    if mask is None:
-        return img, None
-    return img, np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST))
+    return (resize_whole(Image.fromarray(image), (size, size)),
+            [np.asarray(Image.fromarray(m).resize((size, size), Image.Resampling.NEAREST)) for m in masks])
 
 
 def _toy_item(args: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from vlserve.toyworld.dataset import detection_scene
-    from vlserve.toyworld.scene import COLOURS
 
     split, index, size = args
     scene = detection_scene(split, index)
-    colour = np.zeros(scene.image.shape[:2], dtype=np.uint8)
-    for obj in scene.objects:
-        colour[obj.mask] = 1 + list(COLOURS).index(obj.colour)
-    img, shape = _resize(scene.image, scene.semantic_mask(), size)
-    _, colour_r = _resize(scene.image, colour, size)
-    assert shape is not None and colour_r is not None
-    return img, shape, colour_r
+    img, (shape, colour) = _resize(scene.image, [scene.semantic_mask(), scene.colour_mask()], size)
+    return img, shape, colour
 
 
 def toy_pool(split: str, n: int, size: int, workers: int = 2, progress: Callable[[int], None] | None = None
@@ -133,9 +126,7 @@ def folder_pool(folder: Path, n: int, size: int) -> MaskPool:
         if mask.ndim != 2 or (mask[mask != IGNORE] > len(labels)).any():
             raise InvalidInput(f"{mask_path}: a mask is one channel of values 0..{len(labels)} (or 255)",
                                field="data")
-        img, m = _resize(np.asarray(Image.open(img_path).convert("RGB")), mask, size)
-        assert m is not None
-        images[i], masks[i] = img, m
+        images[i], (masks[i],) = _resize(np.asarray(Image.open(img_path).convert("RGB")), [mask], size)
     return MaskPool(images, {"labels": masks}, {"labels": labels})
 
 
@@ -157,17 +148,12 @@ def remap(masks: np.ndarray, chosen: np.ndarray, n_labels: int) -> np.ndarray:
     return table[masks]
 
 
-def normalise(images: np.ndarray, mean: list[float], std: list[float], device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255)
-    return (x - torch.tensor(mean, device=device).view(1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
-
-
 def head_losses(head: DenseCLIPHead, clip: Any, tokenizer: Any, pixels: torch.Tensor, target: torch.Tensor,
                 labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         pyr = pyramid(clip, pixels)
     text = head.encode_labels(clip, tokenizer, labels)
-    logits, scores = head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(), text)
+    logits, scores = head.read(pyr, text)
     size = target.shape[-2:]
     main = F.cross_entropy(F.interpolate(logits, size=size, mode="bilinear", align_corners=False), target,
                            ignore_index=IGNORE)
@@ -189,7 +175,7 @@ def pool_miou(head: DenseCLIPHead, clip: Any, tokenizer: Any, pool: MaskPool, la
     for start in range(0, len(pool.images), 32):
         pixels = normalise(pool.images[start:start + 32], mean, std, device)
         pyr = pyramid(clip, pixels)
-        logits, _ = head([lv.float() for lv in pyr.levels], pyr.dense.float(), pyr.global_.float(), text)
+        logits, _ = head.read(pyr, text)
         logits = F.interpolate(logits, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
         truth = torch.from_numpy(pool.masks[labelling][start:start + 32].astype(np.int64))
         metric.update(logits.argmax(1).cpu(), truth)
@@ -230,10 +216,9 @@ def train_head(encoder: Any, out: Path, cfg: DenseTrainConfig, log_path: Path | 
     hcfg = HeadConfig(level_channels=channels, embed_dim=dim, input_size=cfg.input_size,
                       fpn_channels=cfg.fpn_channels, label_channels=cfg.label_channels)
     n_ctx = len(tokenizer([hcfg.context_init])[0].nonzero()) - 2
-    with torch.no_grad():
+    with torch.no_grad():  # an untrained head's context is the template itself (see head.py)
         ctx = clip.token_embedding(tokenizer([hcfg.context_init]).to(device))[0, 1:1 + n_ctx]
-        probe = DenseCLIPHead(hcfg, ctx, torch.zeros(dim)).to(device)
-        background = probe.encode_labels(clip, tokenizer, ["background"])[0]
+        background = clip.encode_text(tokenizer([f"{hcfg.context_init} background"]).to(device))[0]
     head = DenseCLIPHead(hcfg, ctx, background).to(device).train()
     clip.requires_grad_(False)
     decay = [p for n, p in head.named_parameters() if p.ndim >= 2 and n not in ("context",)]
@@ -265,7 +250,7 @@ def train_head(encoder: Any, out: Path, cfg: DenseTrainConfig, log_path: Path | 
         target = torch.from_numpy(remap(masks, chosen, len(labels_all))).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, elapsed)
-        main, aux = head_losses(head, clip, tokenizer, normalise(np.ascontiguousarray(images), mean, std, device),
+        main, aux = head_losses(head, clip, tokenizer, normalise(images, mean, std, device),
                                 target, [labels_all[i] for i in chosen])
         loss = main + AUX_WEIGHT * aux
         opt.zero_grad(set_to_none=True)

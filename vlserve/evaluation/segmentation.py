@@ -56,18 +56,8 @@ def _scores(encoder: Any, scenes: Sequence[Any], labels: np.ndarray, method: Met
     return out
 
 
-def colour_mask(scene: Any) -> np.ndarray:
-    """uint8 [H, W]: 0 background, 1 + COLOURS index of the object visible there."""
-    from vlserve.toyworld.scene import COLOURS
-
-    out = np.zeros(scene.image.shape[:2], dtype=np.uint8)
-    for obj in scene.objects:
-        out[obj.mask] = 1 + list(COLOURS).index(obj.colour)
-    return out
-
-
 def _truth(scene: Any, size: tuple[int, int] | None = None, labelling: str = "shape") -> torch.Tensor:
-    mask = scene.semantic_mask() if labelling == "shape" else colour_mask(scene)
+    mask = scene.semantic_mask() if labelling == "shape" else scene.colour_mask()
     if size is not None and mask.shape != size:
         from PIL import Image
 
@@ -77,21 +67,11 @@ def _truth(scene: Any, size: tuple[int, int] | None = None, labelling: str = "sh
 
 def _miou(scores: torch.Tensor | Sequence[torch.Tensor], truth: torch.Tensor | Sequence[torch.Tensor],
           threshold: float, n_labels: int) -> tuple[float, list[float]]:
-    """mIoU over scenes: ``scores`` and ``truth`` either stacked (one update) or one scene each.
-
-    Dataset-level, as segmentation benchmarks report it: intersections and unions of each class are
-    summed over all pixels of all scenes (torchmetrics' confusion-matrix ``MulticlassJaccardIndex``),
-    then the per-class IoUs averaged."""
-    from torchmetrics.classification import MulticlassJaccardIndex
-
-    metric = MulticlassJaccardIndex(num_classes=n_labels + 1, average="none")
-    if isinstance(scores, torch.Tensor) and isinstance(truth, torch.Tensor):
-        metric.update(segment(scores, threshold) + 1, truth)  # background -1 -> 0, label i -> i + 1
-    else:
-        for sc, t in zip(scores, truth, strict=True):
-            metric.update(segment(sc[None], threshold) + 1, t[None])
-    per_class = metric.compute()
-    return float(per_class.mean()), [float(v) for v in per_class]
+    """mIoU of the segmentations that ``scores`` give at ``threshold``: stacked (one update) or one
+    scene each."""
+    if isinstance(scores, torch.Tensor):
+        return _miou_of(segment(scores, threshold), truth, n_labels)
+    return _miou_of([segment(sc[None], threshold)[0] for sc in scores], truth, n_labels)
 
 
 def _denseclip(pixel_text: Any, scenes: Sequence[Any], labels: list[str], progress: ProgressFn | None
@@ -107,13 +87,21 @@ def _denseclip(pixel_text: Any, scenes: Sequence[Any], labels: list[str], progre
     return out
 
 
-def _miou_of(predictions: Sequence[torch.Tensor], truth: Sequence[torch.Tensor], n_labels: int
-             ) -> tuple[float, list[float]]:
+def _miou_of(predictions: torch.Tensor | Sequence[torch.Tensor], truth: torch.Tensor | Sequence[torch.Tensor],
+             n_labels: int) -> tuple[float, list[float]]:
+    """mIoU of label predictions (background ``-1``), stacked (one update) or one scene each.
+
+    Dataset-level, as segmentation benchmarks report it: intersections and unions of each class are
+    summed over all pixels of all scenes (torchmetrics' confusion-matrix ``MulticlassJaccardIndex``),
+    then the per-class IoUs averaged."""
     from torchmetrics.classification import MulticlassJaccardIndex
 
     metric = MulticlassJaccardIndex(num_classes=n_labels + 1, average="none")
-    for p, t in zip(predictions, truth, strict=True):
-        metric.update(p[None] + 1, t[None])
+    if isinstance(predictions, torch.Tensor) and isinstance(truth, torch.Tensor):
+        metric.update(predictions + 1, truth)  # background -1 -> 0, label i -> i + 1
+    else:
+        for p, t in zip(predictions, truth, strict=True):
+            metric.update(p[None] + 1, t[None])
     per_class = metric.compute()
     return float(per_class.mean()), [float(v) for v in per_class]
 

@@ -75,6 +75,14 @@ class Scene:
             out[obj.mask] = 1 + SHAPES.index(obj.shape)
         return out
 
+    def colour_mask(self) -> np.ndarray:
+        """uint8 [H, W]: 0 background, 1 + COLOURS index of the object visible there."""
+        out = np.zeros(self.image.shape[:2], dtype=np.uint8)
+        colours = list(COLOURS)
+        for obj in self.objects:
+            out[obj.mask] = 1 + colours.index(obj.colour)
+        return out
+
     def instance_mask(self) -> np.ndarray:
         """uint8 [H, W]: 0 background, i + 1 for the i-th object's visible pixels."""
         out = np.zeros(self.image.shape[:2], dtype=np.uint8)
