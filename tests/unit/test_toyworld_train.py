@@ -58,3 +58,28 @@ def test_sigmoid_variant_trains_a_siglip_family_model(tmp_path):
     assert model.family == "siglip" and model.multi_label
     scale, bias = model.scale_and_bias()
     assert bias < -5 and scale > 1  # learned logit_bias initialised at -10, scale at 10
+
+
+def test_time_aware_schedule_ends_on_time_not_mid_cosine():
+    """With a time limit and ``schedule_by_time`` the cosine follows whichever of step and wall time is
+    further along: a run that its time limit cuts at a third of its steps still ends near lr 0."""
+    from vlserve.toyworld.train import schedule_progress
+
+    cfg = TrainConfig(steps=3000, warmup=100, max_seconds=600.0, schedule_by_time=True)
+    assert schedule_progress(cfg, 1000, 600.0) == 1.0
+    assert schedule_progress(cfg, 1000, 300.0) == 0.5
+    assert math.isclose(schedule_progress(cfg, 2900, 10.0), 2800 / 2900)
+    plain = TrainConfig(steps=3000, warmup=100, max_seconds=600.0)  # by step only: cut mid-cosine
+    assert math.isclose(schedule_progress(plain, 1000, 600.0), 900 / 2900)
+
+
+def test_bf16_autocast_trains_and_saves_a_loadable_fp32_layout(tmp_path):
+    """bf16 autocast (channels-last convolutions) is a speed option, not another model: the loss falls
+    as in fp32 training, and the saved checkpoint loads through open_clip and encodes."""
+    losses: list[float] = []
+    train(tmp_path / "b", TrainConfig(steps=16, batch_size=16, eval_every=10**9, warmup=2, autocast="bf16"),
+          progress=lambda step, entry: losses.append(entry["loss"]))
+    assert sum(losses[-4:]) / 4 < sum(losses[:2]) / 2, losses
+    model = load_dual_encoder(f"open_clip:local-dir:{tmp_path / 'b'}")
+    emb = model.encode_texts(["a red circle"])
+    assert emb.shape == (1, 128) and torch.isfinite(torch.from_numpy(emb)).all()

@@ -106,6 +106,10 @@ def train(
     easy_hold: Annotated[float, typer.Option(help="fraction of steps on easy scenes only, before the "
                                                   "curriculum starts (v2)")] = 0.0,
     reuse: Annotated[int, typer.Option(help="steps per drawn batch, each under another flip/90° turn (v2)")] = 1,
+    autocast: Annotated[str, typer.Option(help="none | bf16: forward passes under bf16 autocast (weights, "
+                                               "optimiser and loss stay fp32)")] = "none",
+    schedule_by_time: Annotated[bool, typer.Option(help="with --max-minutes: the learning-rate cosine also "
+                                                        "follows wall time, so it ends on time")] = False,
 ) -> None:
     """Train the toy dual encoder from scratch (seeded; uses a GPU when present)."""
     from vlserve.toyworld.train import TrainConfig
@@ -117,10 +121,12 @@ def train(
         raise InvalidInput(f"--reuse must be ≥ 1, and 1 for the v1 world (its captions name positions), got {reuse}")
     if loss not in ("clip", "siglip"):
         raise InvalidInput(f"--loss must be clip or siglip, got {loss!r}")
+    if autocast not in ("none", "bf16"):
+        raise InvalidInput(f"--autocast must be none or bf16, got {autocast!r}")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, matryoshka=matryoshka, loss=loss,
                       threads=threads, workers=workers, max_seconds=max_minutes * 60, eval_every=eval_every,
                       curriculum=curriculum, init=str(init) if init else None, world=world,
-                      easy_hold=easy_hold, reuse=reuse)
+                      easy_hold=easy_hold, reuse=reuse, autocast=autocast, schedule_by_time=schedule_by_time)
     with tqdm(total=steps, desc="train", unit="step") as bar:
         def progress(step: int, entry: dict[str, Any]) -> None:
             bar.update(1)

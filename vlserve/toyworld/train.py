@@ -47,10 +47,22 @@ class TrainConfig:
     easy_hold: float = 0.0  # v2: fraction of steps trained on easy scenes only, before the curriculum starts
     reuse: int = 1  # v2: each drawn batch trains this many steps, each time under another flip/90° turn
     init: str | None = None  # warm start: an open_clip local-dir checkpoint of the same architecture
+    autocast: str = "none"  # "bf16": forward passes under bf16 autocast (fp32 weights, optimiser and loss)
+    schedule_by_time: bool = False  # with max_seconds: the cosine follows elapsed time too, so it ends on time
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def schedule_progress(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """How far through the cosine decay training is: by step, or (``schedule_by_time`` with a time limit)
+    by whichever of step and wall time is further along, so a run cut by its time limit still ends at
+    a learning rate near zero instead of mid-schedule."""
+    by_step = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.schedule_by_time and cfg.max_seconds > 0:
+        by_step = max(by_step, elapsed / cfg.max_seconds)
+    return min(1.0, max(0.0, by_step))
 
 
 def build_model(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
@@ -216,8 +228,12 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
-        progress_ = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * schedule_progress(cfg, step, time.time() - t0)))
+
+    if cfg.autocast not in ("none", "bf16"):
+        raise ValueError(f"autocast must be none or bf16, got {cfg.autocast!r}")
+    if cfg.autocast == "bf16":  # convolutions in bf16 run fastest channels-last (oneDNN on CPU, cuDNN on GPU)
+        model.visual.to(memory_format=torch.channels_last)
 
     log: list[dict[str, Any]] = []
     log_file = open_run_log(log_path) if log_path else None
@@ -236,9 +252,12 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
         gen_time += time.time() - tg
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        img = model.encode_image(normalise_images(images, device))
-        txt = model.encode_text(tokens)
-        loss = contrastive_loss(img, txt, positives, model, dims, cfg.loss)
+        pixels = normalise_images(images, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+            img = model.encode_image(pixels.contiguous(memory_format=torch.channels_last)
+                                     if cfg.autocast == "bf16" else pixels)
+            txt = model.encode_text(tokens)
+        loss = contrastive_loss(img.float(), txt.float(), positives, model, dims, cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -262,6 +281,7 @@ def train(out: Path, cfg: TrainConfig, log_path: Path | None = None,
             break
     elapsed = time.time() - t0
     model.eval()
+    model.visual.to(memory_format=torch.contiguous_format)
     extra = {"vlserve": {"kind": "toy", "matryoshka_dims": list(dims), "train": asdict(cfg),
                          "train_seconds": round(elapsed, 1), "device": str(device)}}
     save_open_clip_dir(model.cpu(), out, model_cfg, extra)
