@@ -23,7 +23,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/vlserve serve --repository model_repository --toy-index toyworld
 
-test: $(STAMP)
+# the UI's browser tests drive Debian's chromium package (Playwright's own browser download is not used)
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check vlserve tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     url_allowed_hosts: CommaList = Field(default_factory=list, description="hosts URLs may name (exact names)")
     url_timeout_s: float = Field(5.0, gt=0)
 
+    # ---- the Gradio front end (vlserve.ui), a client of the gateway -----------------------------------
+    ui_port: int = Field(7860, ge=0, le=65535, description="port of the web UI (`vlserve serve` starts it)")
+    ui_gateway_url: str | None = Field(None, description="the gateway the UI calls (default: this machine's, "
+                                                         "at gateway_port)")
+    ui_api_key: SecretStr = Field(SecretStr(""), description="the key the UI sends to the gateway, server-side "
+                                                             "(default: the first of api_keys)")
+
     @field_validator("cors_origins", "url_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -76,6 +83,10 @@ class Settings(BaseSettings):
         if self.api_keys_file is not None:
             keys += [line.strip() for line in self.api_keys_file.read_text().splitlines()]
         return [k for k in keys if k and not k.startswith("#")]
+
+    def ui_key(self) -> str | None:
+        """The API key the UI's server side sends to the gateway (none when auth is off)."""
+        return self.ui_api_key.get_secret_value() or next(iter(self.api_key_list()), None)
 
     def runtime(self, device: str | None = None, precision: str | None = None, max_batch: int | None = None,
                 max_image_pixels: int | None = None) -> Runtime:

@@ -291,6 +291,7 @@ class SegmentRequest(Schema):
     output_side: int | None = Field(None, ge=1, le=512, description="longer side of the mask (default and most: 512; "
                                                                     "never larger than the image)")
     stride: int | None = Field(None, ge=1, description="sliding windows every `stride` pixels (training-free methods)")
+    heatmaps: bool = Field(False, description="also return each label's score map as an 8-bit PNG (heatmaps_png)")
 
 
 class SegmentMap(Schema):
@@ -303,6 +304,11 @@ class SegmentMap(Schema):
     pixel_share: dict[str, float] = Field(description="each label's share of the mask's pixels")
     mask_png: str = Field(description="base64 PNG: 0 background, i + 1 where label i won (8-bit; 16-bit past 254 "
                                       "labels)")
+    heatmaps_png: list[str] | None = Field(None, description="with heatmaps: one base64 8-bit PNG per label, its "
+                                                             "scores scaled linearly from score_range[0] (0) to "
+                                                             "score_range[1] (255), the same range for every label")
+    score_range: tuple[float, float] | None = Field(None, description="with heatmaps: the lowest and highest score "
+                                                                      "over all labels' maps")
 
 
 class SegmentResponse(Schema):

@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from vlserve.cli import dense, detect, embed, eval, gateway, index, segment, serve, toyworld
+from vlserve.cli import dense, detect, embed, eval, gateway, index, segment, serve, toyworld, ui
 from vlserve.cli.common import exit_codes_text, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -21,6 +21,7 @@ for command in (embed.embed, embed.models, embed.info, embed.classify, detect.de
 app.command("serve")(serve.serve)
 app.command("gateway")(gateway.gateway)
 app.command("openapi")(gateway.openapi)
+app.command("ui")(ui.ui)
 app.add_typer(serve.repo_app, name="repo")
 app.add_typer(toyworld.toyworld_app, name="toyworld")
 app.add_typer(eval.eval_app, name="eval")

@@ -57,6 +57,8 @@ def serve(
     gateway_port: Annotated[int | None, typer.Option(help="HTTP gateway port (default: $VLSERVE_GATEWAY_PORT or "
                                                           "8080)")] = None,
     gateway: Annotated[bool, typer.Option("--gateway/--no-gateway", help="also run the HTTP gateway")] = True,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="also run the web UI (needs the gateway)")] = True,
+    ui_port: Annotated[int | None, typer.Option(help="web UI port (default: $VLSERVE_UI_PORT or 7860)")] = None,
     toy_index: Annotated[str | None, typer.Option(help="build this index of toy-world images under the index dir "
                                                        "first, unless it exists (make run: toyworld)")] = None,
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for readiness")] = 300.0,
@@ -64,7 +66,7 @@ def serve(
 ) -> None:
     """Start Triton on a model repository and the HTTP gateway in front of it; print their URLs; run until
     Ctrl-C / SIGTERM, which stops both (as does either one exiting)."""
-    from vlserve.serving.launcher import GatewayServer, ManagedProcess, Ports, TritonServer
+    from vlserve.serving.launcher import GatewayServer, ManagedProcess, Ports, TritonServer, UIServer
     from vlserve.serving.repository import build_repository
 
     settings = common.settings()
@@ -84,6 +86,11 @@ def serve(
     if gateway:
         servers.append(GatewayServer(port, f"{_loopback(host)}:{grpc_port}", host, settings.index_dir.resolve(),
                                      log_file=settings.cache_dir / f"gateway-{port}.log"))
+        if ui:
+            web_port = settings.ui_port if ui_port is None else ui_port
+            web = UIServer(web_port, f"http://{_loopback(host)}:{port}", host, settings.index_dir.resolve(),
+                           log_file=settings.cache_dir / f"ui-{web_port}.log")
+            servers.append(web)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -98,6 +105,8 @@ def serve(
                 "metrics": f"http://{host}:{metrics_port}/metrics"}
         if gateway:
             urls |= {"gateway": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"}
+        if gateway and ui:
+            urls |= {"ui": web.url}
         typer.echo(json.dumps({"status": "ready", "seconds": round(time.monotonic() - t0, 1),
                                "repository": str(repository), "tritonserver": triton.install.source, **urls,
                                "logs": [str(s.log_file) for s in servers]}))

@@ -19,9 +19,10 @@ def label_colour(i: int) -> tuple[int, int, int]:
     return r, g, b
 
 
-def heatmap(scores: np.ndarray) -> Image.Image:
-    """An RGB heatmap of one label's map, scaled to its own min..max."""
-    lo, hi = float(np.nanmin(scores)), float(np.nanmax(scores))
+def heatmap(scores: np.ndarray, lo: float | None = None, hi: float | None = None) -> Image.Image:
+    """An RGB heatmap of one label's map, scaled to ``lo``..``hi`` (default: its own min..max)."""
+    lo = float(np.nanmin(scores)) if lo is None else lo
+    hi = float(np.nanmax(scores)) if hi is None else hi
     t = np.clip((scores - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * (len(_RAMP) - 1)
     i = np.minimum(t.astype(np.int64), len(_RAMP) - 2)
     frac = (t - i)[..., None]

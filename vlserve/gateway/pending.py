@@ -63,9 +63,10 @@ async def detect_images(model: DeployedModel, images: list[bytes], queries: list
 
 async def segment_one(model: DeployedModel, image: bytes, labels: list[str], method: str | None,
                       background_threshold: float | None, output_side: int | None,
-                      stride: int | None = None) -> dict[str, object]:
+                      stride: int | None = None, heatmaps: bool = False) -> dict[str, object]:
     """One image through the Triton ``pixel_text``: its mask as a PNG (0 background, ``i + 1`` for
-    label ``i``) at the maps' size, and each label's share of the pixels."""
+    label ``i``) at the maps' size, and each label's share of the pixels; with ``heatmaps``, each label's
+    score map as an 8-bit PNG on one shared scale."""
     from PIL import Image, ImageOps
 
     (result,) = await model.client.segment([image], labels, method=method, background_threshold=background_threshold,
@@ -77,4 +78,18 @@ async def segment_one(model: DeployedModel, image: bytes, labels: list[str], met
     return {"height": int(seg.shape[0]), "width": int(seg.shape[1]), "image_height": height, "image_width": width,
             "labels": list(labels), "method": result.method,
             "pixel_share": {label: round(float(np.mean(seg == i)), 6) for i, label in enumerate(labels)},
-            "mask_png": base64.b64encode(buf.getvalue()).decode()}
+            "mask_png": base64.b64encode(buf.getvalue()).decode(), **(score_pngs(result.scores) if heatmaps else {})}
+
+
+def score_pngs(scores: np.ndarray) -> dict[str, object]:
+    """Score maps [L, h, w] as 8-bit PNGs on one linear scale shared by every label (so maps compare)."""
+    from PIL import Image
+
+    lo, hi = float(np.nanmin(scores)), float(np.nanmax(scores))
+    scaled = np.clip((np.nan_to_num(scores, nan=lo) - lo) / (hi - lo if hi > lo else 1.0) * 255 + 0.5, 0, 255)
+    pngs = []
+    for plane in scaled.astype(np.uint8):
+        buf = io.BytesIO()
+        Image.fromarray(plane).save(buf, format="PNG")
+        pngs.append(base64.b64encode(buf.getvalue()).decode())
+    return {"heatmaps_png": pngs, "score_range": [round(lo, 6), round(hi, 6)]}

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from vlserve.errors import ModelUnavailable
 
@@ -221,17 +221,21 @@ class TritonServer(ManagedProcess):
         return bool(self._probe.is_server_ready())
 
 
-class GatewayServer(ManagedProcess):
-    """The HTTP gateway (``vlserve gateway``) as a child process of this interpreter, in front of a
-    Triton gRPC endpoint; ``env`` adds settings (``VLSERVE_*``) to its environment."""
+class VLServeProcess(ManagedProcess):
+    """A ``vlserve`` command serving HTTP on ``host:port`` as a child process of this interpreter; ``env``
+    adds settings (``VLSERVE_*``) to its environment. Subclasses name the command, its upstream option
+    (``upstream_flag``) and the path that answers 200 when it is up (``probe``)."""
 
-    name = "gateway"
+    subcommand = ""
+    upstream_flag = ""
+    probe = "/healthz"
+    extra_env: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, port: int, triton_url: str, host: str = "127.0.0.1", index_dir: Path | None = None,
+    def __init__(self, port: int, upstream: str, host: str = "127.0.0.1", index_dir: Path | None = None,
                  log_file: Path | None = None, env: dict[str, str] | None = None) -> None:
         cache = Path.home() / ".cache" / "vlserve"
-        super().__init__(log_file or cache / f"gateway-{port}.log")
-        self.host, self.port, self.triton_url, self.index_dir = host, port, triton_url, index_dir
+        super().__init__(log_file or cache / f"{self.name}-{port}.log")
+        self.host, self.port, self.upstream, self.index_dir = host, port, upstream, index_dir
         self.env = dict(env or {})
 
     @property
@@ -240,12 +244,32 @@ class GatewayServer(ManagedProcess):
 
     def command(self) -> list[str]:
         index = ["--index-dir", str(self.index_dir)] if self.index_dir is not None else []
-        return [sys.executable, "-m", "vlserve", "gateway", "--host", self.host, "--port", str(self.port),
-                "--triton-url", self.triton_url, *index]
+        return [sys.executable, "-m", "vlserve", self.subcommand, "--host", self.host, "--port", str(self.port),
+                self.upstream_flag, self.upstream, *index]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        return {**os.environ, **self.extra_env, **self.env}
 
     def answers(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+        with urllib.request.urlopen(f"{self.url}{self.probe}", timeout=2) as r:
             return bool(r.status == 200)
+
+
+class GatewayServer(VLServeProcess):
+    """The HTTP gateway (``vlserve gateway``) in front of a Triton gRPC endpoint (``upstream``)."""
+
+    name = subcommand = "gateway"
+    upstream_flag = "--triton-url"
+
+    @property
+    def triton_url(self) -> str:
+        return self.upstream
+
+
+class UIServer(VLServeProcess):
+    """The web UI (``vlserve ui``), calling the gateway at ``upstream``; ``env`` may carry the UI's API key."""
+
+    name = subcommand = "ui"
+    upstream_flag = "--gateway-url"
+    probe = "/config"
+    extra_env: ClassVar[dict[str, str]] = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}

@@ -44,5 +44,5 @@ async def segment(request: Request) -> Response:
     images = await gw.images.resolve(req.images, "images")
     results = await each_image(images, lambda image: segment_one(model, image, req.labels, req.method,
                                                                  req.background_threshold, req.output_side,
-                                                                 req.stride))
+                                                                 req.stride, req.heatmaps))
     return json_response({"model": model.id, "results": results})

@@ -56,6 +56,7 @@ async def search(request: Request) -> Response:
     req = await read_body(request, SearchRequest, search_form)
     kind = one_of(req, ("texts", "images", "embeddings", "ids"))
     gw.limits.k(req.k)
+    await gw.indexes.refresh()
     index = gw.indexes.get(req.index)
     manifest = index.manifest
     kw: dict[str, Any] = {"k": req.k, "offset": req.offset, "dimensions": req.dimensions, "where": req.where,

@@ -27,6 +27,7 @@ async def models(request: Request) -> Response:
             summary="Indexes loaded from the index dir, with the model each belongs to")
 async def indexes(request: Request) -> Response:
     gw = gateway(request)
+    await gw.indexes.refresh()
     cards = []
     for name, index in gw.indexes.indexes.items():
         m = index.manifest
