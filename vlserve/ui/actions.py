@@ -103,8 +103,9 @@ class Actions:
         where = parse_filters(filters)
         t0 = time.perf_counter()
         if by_id is not None:
+            clicked = next((h for h in self._hits.get(index, []) if int(h["id"]) == by_id), None)
             answer = self.api.search(index, ids=[by_id], k=k, dimensions=dims or None, where=where)
-            query = f"item {by_id}"
+            query = f"item {by_id}" + (f" ({clicked['source']})" if clicked else "")
         elif image_path:
             answer = self.api.search(index, images=[read_image(image_path, "query image")], k=k,
                                      dimensions=dims or None, where=where)
@@ -159,8 +160,14 @@ class Actions:
         queries = split_list(queries_text)
         if query_image is None and not queries:
             raise GatewayError("No queries: type what to look for (e.g. a red star), or give a query image.")
-        answer = self.api.detect(image, queries=None if query_image is not None else queries,
-                                 query_image=query_image, query_box=query_box, threshold=threshold)
+        try:
+            answer = self.api.detect(image, queries=None if query_image is not None else queries,
+                                     query_image=query_image, query_box=query_box, threshold=threshold)
+        except GatewayError as e:
+            if e.status == 404 and "detector" in str(e):
+                raise GatewayError("No detector is deployed here: start `vlserve serve --detector-model SPEC` with "
+                                   "an OWL-ViT or OWLv2 checkpoint (e.g. hf:google/owlvit-base-patch32).", 404) from e
+            raise
         boxes = answer["results"][0]["boxes"]
         rows = [[b["label"], round(float(b["score"]), 3), *[round(float(v), 1) for v in b["box_xyxy"]]]
                 for b in boxes]

@@ -284,7 +284,7 @@ def build_ui(gateway_url: str, api_key: str | None, index_dir: Path, examples_di
                     with gr.Column(scale=2):
                         i_table = gr.Dataframe(headers=["name", "model", "count", "captions", "dims", "coarse dims",
                                                         "FAISS factory", "served by"], interactive=False,
-                                               label="Indexes")
+                                               label="Indexes", elem_id="index-table")
                         i_refresh = gr.Button("Refresh")
                     with gr.Column(scale=1, min_width=320):
                         gr.Markdown("**Build or grow an index** from a folder (or CSV) on the server. Re-running "
@@ -340,14 +340,15 @@ def build_ui(gateway_url: str, api_key: str | None, index_dir: Path, examples_di
                                               value=str(ex["eval"]))
                         e_zip = gr.File(label="…or upload a zip of CLASS/IMAGE", file_types=[".zip"], type="filepath")
                         e_go = gr.Button("Evaluate", variant="primary")
-                        e_summary = gr.Markdown()
+                        e_summary = gr.Markdown(elem_id="eval-summary")
                     with gr.Column(scale=1):
-                        e_curve = gr.LinePlot(x="dimensions", y="accuracy", color="metric",
+                        e_curve = gr.LinePlot(x="dimensions", y="accuracy", color="metric", y_lim=[0, 1.02],
                                               title="Accuracy vs Matryoshka dimensions", height=300)
                         e_table = gr.Dataframe(headers=["dimensions", "top-1", "top-5"], interactive=False)
                     with gr.Column(scale=1):
                         e_confusion = gr.Image(label="Confusion matrix (rows: truth; full dimension)", type="pil",
-                                               format="png", interactive=False, height=420)
+                                               format="png", interactive=False, height=420,
+                                               elem_id="eval-confusion")
 
                 @readable
                 def do_evaluate(folder: str, upload: str | None,

@@ -93,7 +93,7 @@ def test_segment_marks_the_star(client: Client, ui_stack: UIStack) -> None:
 
 
 def test_detect_without_a_detector_is_a_readable_not_deployed(client: Client, ui_stack: UIStack) -> None:
-    with pytest.raises(AppError, match="Not deployed here: model 'detector' is not deployed"):
+    with pytest.raises(AppError, match="No detector is deployed here"):
         client.predict(handle_file(str(ui_stack.examples / "scene-0.png")), "a red star", None, "", 0.1,
                        api_name="/detect")
 
