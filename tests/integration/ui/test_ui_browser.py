@@ -151,5 +151,5 @@ def test_screenshots_for_the_docs() -> None:
     if not target:
         pytest.skip("set VLSERVE_UI_DOCS=docs/img/ui to refresh the README's screenshots")
     Path(target).mkdir(parents=True, exist_ok=True)
-    for name in ("search", "classify", "segment", "index", "evaluate", "detect"):
+    for name in ("search", "classify", "segment", "index", "evaluate"):
         shutil.copy(SHOTS / f"{name}.png", Path(target) / f"ui_{name}.png")
