@@ -46,6 +46,20 @@ def build(
     typer.echo(json.dumps(report))
 
 
+@repo_app.command("export-onnx")
+def export_onnx(
+    model: Annotated[str, typer.Option("--model", "-m", help="model spec")],
+    out: Annotated[Path, typer.Option(help="folder for image_encoder.onnx, text_encoder.onnx and onnx.json")],
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
+) -> None:
+    """Export MODEL's image and text towers to ONNX (dynamic batch; pixels / token ids in, L2-normalised
+    embeddings out), checked by onnx's checker; prints the manifest (spec, fingerprint, opset)."""
+    from vlserve.models.onnx_export import export_towers
+
+    encoder = common.load_model(model, device="cpu", precision="fp32")
+    typer.echo(json.dumps(export_towers(encoder, out, opset)))
+
+
 def serve(
     repository: Annotated[Path | None, typer.Option(help="model repository (default: one built for --model)")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec (default: $VLSERVE_MODEL or toy)")]
