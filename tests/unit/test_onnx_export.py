@@ -56,3 +56,22 @@ def test_export_refuses_a_non_fp32_encoder(tmp_path):
     assert encoder.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="CPU fp32"):
         export_towers(encoder, tmp_path)
+
+
+def test_repository_runtime_is_torch_or_onnx(tmp_path):
+    from vlserve.errors import InvalidInput
+    from vlserve.serving.repository import build_repository
+
+    with pytest.raises(InvalidInput, match="runtime must be torch or onnx"):
+        build_repository(tmp_path, "toy", runtime="tensorrt")
+    assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_onnx_engine_refuses_graphs_of_another_model(tmp_path, tiny_dirs):
+    from vlserve.errors import ModelUnavailable
+    from vlserve.models.onnx_export import OnnxDualEncoder
+
+    export_towers(load_dual_encoder("toy", CPU), tmp_path)
+    other = load_dual_encoder(spec_for("open_clip_clip", tiny_dirs["open_clip_clip"]), CPU)
+    with pytest.raises(ModelUnavailable, match="export them again"):
+        OnnxDualEncoder(other, tmp_path)

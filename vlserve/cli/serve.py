@@ -30,6 +30,8 @@ def build(
     max_batch_size: Annotated[int, typer.Option()] = 64,
     instances: Annotated[int, typer.Option(help="instances per model")] = 1,
     detector_model: DetectorOpt = None,
+    runtime: Annotated[str, typer.Option(help="torch | onnx: the encoders' towers under onnxruntime (exported into "
+                                              "the repository; the same model names and tensors)")] = "torch",
 ) -> None:
     """Write image_encoder, text_encoder and zero_shot_classifier for MODEL into OUT, and the detector
     for the detector spec when one is given (--detector-model or $VLSERVE_DETECTOR_MODEL)."""
@@ -39,8 +41,11 @@ def build(
         raise InvalidInput("--max-batch-size and --instances must be >= 1")
     detector = detector_model or common.settings().detector_model
     written = build_repository(out, model, prefix, opts=RepoOptions(max_batch_size=max_batch_size,
-                                                                    instances=instances), detector_spec=detector)
+                                                                    instances=instances), detector_spec=detector,
+                               runtime=runtime)
     report = {"repository": str(out), "models": [p.name for p in written], "model_spec": model}
+    if runtime != "torch":
+        report["runtime"] = runtime
     if detector:
         report["detector_spec"] = detector
     typer.echo(json.dumps(report))

@@ -12,6 +12,7 @@ fingerprint, so a graph is never served under another model's name.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,50 @@ class OnnxTowers:
         x = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         return np.asarray(self.image.run(["embeddings"], {"pixels": np.ascontiguousarray(x, np.float32)})[0])
 
-    def encode_tokens(self, inputs: dict[str, torch.Tensor | np.ndarray]) -> np.ndarray:
+    def encode_tokens(self, inputs: Mapping[str, torch.Tensor | np.ndarray]) -> np.ndarray:
         feed = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
         return np.asarray(self.text.run(["embeddings"], feed)[0])
+
+
+class OnnxDualEncoder:
+    """A dual encoder whose towers run under onnxruntime: preprocessing, tokenisation, the scoring rule
+    and everything else come from the torch encoder the graphs were exported from (checked by
+    fingerprint), so it answers with the same tensors through the same code paths."""
+
+    def __init__(self, encoder: DualEncoder, folder: Path, providers: list[str] | None = None) -> None:
+        self.towers = OnnxTowers(folder, providers)
+        exported = self.towers.manifest.get("fingerprint")
+        if exported != encoder.fingerprint:
+            from vlserve.errors import ModelUnavailable
+
+            raise ModelUnavailable(f"{folder}: the ONNX towers were exported from fingerprint {exported}, not from "
+                                   f"{encoder.spec.raw} ({encoder.fingerprint}); export them again")
+        self.torch_encoder = encoder
+        self.runtime_name = "onnxruntime"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.torch_encoder, name)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        step = self.torch_encoder.runtime.max_batch
+        return np.concatenate([self.towers.encode_pixels(pixels[i:i + step]) for i in range(0, len(pixels), step)])
+
+    def encode_images(self, images: Any) -> np.ndarray:
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        elif isinstance(images, bytes | np.ndarray) or not isinstance(images, list | tuple):
+            images = [images]
+        return self.encode_pixels(self.torch_encoder.preprocess(images))
+
+    def encode_texts(self, texts: Any) -> np.ndarray:
+        from vlserve.errors import InvalidInput
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InvalidInput("no texts given (empty list)")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidInput(f"expected a string, got {type(t).__name__}", item=i, field="text")
+        step = self.torch_encoder.runtime.max_batch
+        return np.concatenate([self.towers.encode_tokens(self.torch_encoder._tokenize(texts[i:i + step]))
+                               for i in range(0, len(texts), step)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,7 +64,15 @@ def _load(args: dict[str, str], loader: Callable[[str, Any], Any]) -> Any:
                                max_batch=_int_param(params, "MAX_BATCH"),
                                max_image_pixels=_int_param(params, "MAX_IMAGE_PIXELS"))
     engine = loader(params["MODEL_SPEC"], runtime)
-    log.info("loaded %s (%s) on %s", params["MODEL_SPEC"], engine.fingerprint, engine.device)
+    if params.get("RUNTIME", "torch") == "onnx":  # towers under onnxruntime, from ONNX_DIR (repository-relative)
+        from vlserve.models.onnx_export import OnnxDualEncoder
+
+        repository = Path(args.get("model_repository", ".")).parent
+        engine = OnnxDualEncoder(engine, repository / params.get("ONNX_DIR", "onnx"))
+    elif params.get("RUNTIME", "torch") != "torch":
+        raise ModelUnavailable(f"model config parameter RUNTIME must be torch or onnx, got {params['RUNTIME']!r}")
+    log.info("loaded %s (%s) on %s, %s", params["MODEL_SPEC"], engine.fingerprint, engine.device,
+             params.get("RUNTIME", "torch"))
     return engine
 
 

@@ -14,6 +14,7 @@ detection request with "unknown model" (the client: not deployed).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,12 @@ instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
 """
 
 
+ONNX_MODELS = ("image_encoder", "text_encoder", "zero_shot_classifier")  # the ones whose towers ONNX can run
+
+
 def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, ...] | None = None,
-                     opts: RepoOptions | None = None, detector_spec: str | None = None) -> list[Path]:
+                     opts: RepoOptions | None = None, detector_spec: str | None = None,
+                     runtime: str = "torch") -> list[Path]:
     """Write (or overwrite) ``prefix + model`` folders under ``out``: the encoder models for ``spec``,
     and the detector for ``detector_spec`` when given. ``models`` picks a subset (default: all of
     those). A full build (``models`` not given) without a detector spec removes a ``detector`` folder
@@ -82,13 +87,21 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
                            "--detector-model SPEC or VLSERVE_DETECTOR_MODEL", field="detector_model")
     if prefix and not prefix.replace("_", "").replace("-", "").isalnum():
         raise InvalidInput(f"prefix {prefix!r} must be letters, digits, '_' or '-'")
+    if runtime not in ("torch", "onnx"):
+        raise InvalidInput(f"runtime must be torch or onnx, got {runtime!r}", field="runtime")
+    onnx_params: dict[str, str] = {}
+    if runtime == "onnx":
+        onnx_params = {"RUNTIME": "onnx", "ONNX_DIR": export_onnx(out, spec, prefix)}
     written = []
     for kind in models:
         folder = out / f"{prefix}{kind}"
         (folder / "1").mkdir(parents=True, exist_ok=True)
         model_spec = detector_spec if kind in DETECTOR_MODELS else spec
         assert model_spec is not None
-        (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, model_spec, opts))
+        kind_opts = opts
+        if onnx_params and kind in ONNX_MODELS:
+            kind_opts = dataclasses.replace(opts, parameters={**opts.parameters, **onnx_params})
+        (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, model_spec, kind_opts))
         (folder / "1" / "model.py").write_text(
             f'"""vlserve {kind} (Triton python backend); the adapter is vlserve.serving.backend_models.{kind}."""\n\n'
             f"from vlserve.serving.backend_models.{kind} import TritonPythonModel\n\n"
@@ -100,3 +113,15 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
             if (stale / "config.pbtxt").is_file():
                 shutil.rmtree(stale)
     return written
+
+
+def export_onnx(out: Path, spec: str, prefix: str) -> str:
+    """Export ``spec``'s towers into the repository (``PREFIXimage_encoder/1/onnx``); the folder,
+    relative to the repository root, that the ONNX-runtime models read."""
+    from vlserve.models import load_dual_encoder
+    from vlserve.models.onnx_export import export_towers
+    from vlserve.settings import Runtime
+
+    relative = f"{prefix}image_encoder/1/onnx"
+    export_towers(load_dual_encoder(spec, Runtime(device="cpu", precision="fp32")), out / relative)
+    return relative
