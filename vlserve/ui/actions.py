@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ def parse_filters(text: str | None) -> list[str]:
 @dataclass
 class Actions:
     api: GatewayAPI
-    _hits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     # ---- deployment ----------------------------------------------------------------------------------
     def index_names(self) -> list[str]:
@@ -97,13 +96,17 @@ class Actions:
 
     # ---- search --------------------------------------------------------------------------------------
     def search(self, index: str, text: str | None, image_path: str | None, k: int, dims: int | None,
-               filters: str | None, by_id: int | None = None) -> tuple[list[tuple[Image.Image, str]], str]:
+               filters: str | None, by_id: int | None = None,
+               shown: list[dict[str, Any]] | None = None) -> tuple[list[tuple[Image.Image, str]], str,
+                                                                  list[dict[str, Any]]]:
+        """Search; the gallery, a note with the measured round trip, and the hits (the session keeps
+        them, so a click on result i searches by that item; ``shown`` are the hits on screen now)."""
         if not index:
             raise GatewayError("No index picked: build one in the Index tab, or start with --toy-index.")
         where = parse_filters(filters)
         t0 = time.perf_counter()
         if by_id is not None:
-            clicked = next((h for h in self._hits.get(index, []) if int(h["id"]) == by_id), None)
+            clicked = next((h for h in shown or [] if int(h["id"]) == by_id), None)
             answer = self.api.search(index, ids=[by_id], k=k, dimensions=dims or None, where=where)
             query = f"item {by_id}" + (f" ({clicked['source']})" if clicked else "")
         elif image_path:
@@ -117,17 +120,16 @@ class Actions:
             raise GatewayError("Nothing to search for: type a text or upload an image.")
         ms = (time.perf_counter() - t0) * 1000
         hits = answer["results"][0]["hits"]
-        self._hits[index] = hits
         gallery = [(thumbnail(h["source"]), f"{h['score']:.3f} · {Path(h['source']).name}"
                     + (f" · {h['caption']}" if h.get("caption") else "")) for h in hits]
         used = dims or "all"
         note = (f"**{len(hits)}** of {answer['count']} items for {query} · dimensions {used} · "
                 f"query took **{ms:.1f} ms** (round trip through the gateway)")
-        return gallery, note
+        return gallery, note, [{"id": int(h["id"]), "source": h["source"]} for h in hits]
 
-    def hit_id(self, index: str, position: int) -> int:
-        hits = self._hits.get(index) or []
-        if not 0 <= position < len(hits):
+    @staticmethod
+    def hit_id(hits: list[dict[str, Any]], position: int) -> int:
+        if not 0 <= position < len(hits or []):
             raise GatewayError("That result is gone; search again.")
         return int(hits[position]["id"])
 

@@ -136,13 +136,14 @@ def build_ui(gateway_url: str, api_key: str | None, index_dir: Path, examples_di
 
                 @readable
                 def do_search(index: str, text: str, image: str | None, dims: Any, k: float,
-                              filters: str) -> tuple[Any, str]:
+                              filters: str) -> tuple[Any, str, Any]:
                     return act.search(index, text, image, int(k), snap(index, dims), filters)
 
                 @readable
-                def by_result(index: str, dims: Any, k: float, filters: str, evt: gr.SelectData) -> tuple[Any, str]:
+                def by_result(index: str, dims: Any, k: float, filters: str, shown: Any,
+                              evt: gr.SelectData) -> tuple[Any, str, Any]:
                     return act.search(index, None, None, int(k), snap(index, dims), filters,
-                                      by_id=act.hit_id(index, int(evt.index)))
+                                      by_id=act.hit_id(shown, int(evt.index)), shown=shown)
 
                 @readable
                 def pick_index(index: str) -> Any:
@@ -151,10 +152,11 @@ def build_ui(gateway_url: str, api_key: str | None, index_dir: Path, examples_di
                         return gr.skip()
                     return gr.update(minimum=allowed[0], maximum=allowed[-1], value=allowed[-1])
 
+                s_hits = gr.State([])  # this session's results on screen (a click searches by one)
                 inputs = [s_index, s_text, s_image, s_dims, s_k, s_filters]
-                s_go.click(do_search, inputs, [s_gallery, s_note], api_name="search")
-                s_text.submit(do_search, inputs, [s_gallery, s_note], api_visibility="private")
-                s_gallery.select(by_result, [s_index, s_dims, s_k, s_filters], [s_gallery, s_note],
+                s_go.click(do_search, inputs, [s_gallery, s_note, s_hits], api_name="search")
+                s_text.submit(do_search, inputs, [s_gallery, s_note, s_hits], api_visibility="private")
+                s_gallery.select(by_result, [s_index, s_dims, s_k, s_filters, s_hits], [s_gallery, s_note, s_hits],
                                  api_visibility="private")
                 s_index.change(pick_index, [s_index], [s_dims], api_visibility="private")
 

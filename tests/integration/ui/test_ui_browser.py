@@ -71,6 +71,9 @@ def test_text_search_fills_the_gallery_with_matching_images(page, ui_stack: UISt
     assert len(files) == 10 and sum(red_star) >= 7, list(zip(files, red_star, strict=True))
     assert "query took" in page.locator("#search-note").inner_text()
     shot(page, "search")
+    page.locator("#search-gallery img").nth(1).click()  # a click searches by that result
+    page.wait_for_function("document.querySelector('#search-note').innerText.includes('for item ')")
+    assert files[1] in page.locator("#search-note").inner_text()
 
 
 def test_a_drawn_triangle_is_classified_triangle(page) -> None:  # type: ignore[no-untyped-def]
