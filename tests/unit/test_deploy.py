@@ -103,3 +103,85 @@ def test_dockerfiles_pin_bases_and_build_with_real_options():
     flags = {opt for p in build.params for opt in p.opts}
     used = set(re.findall(r"vlserve repo build (.*)", gpu)[0].replace('"', "").split())
     assert {u for u in used if u.startswith("--")} <= flags
+
+
+# ---- the Helm chart: no renderer here (no helm binary), so the values-to-manifest mapping is checked --
+CHART = DEPLOY / "helm" / "vlserve"
+
+
+@pytest.fixture(scope="module")
+def chart() -> tuple[dict[str, Any], str]:
+    values = dict(yaml.safe_load((CHART / "values.yaml").read_text()))
+    templates = "\n".join(p.read_text() for p in sorted((CHART / "templates").glob("*")))
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["apiVersion"] == "v2"
+    return values, templates
+
+
+def test_every_value_a_template_reads_exists(chart):
+    values, templates = chart
+    for path in set(re.findall(r"\.Values((?:\.[A-Za-z_]+)+)", templates)):
+        node: Any = values
+        for key in path.strip(".").split("."):
+            assert isinstance(node, dict) and key in node, f".Values{path} is not in values.yaml"
+            node = node[key]
+
+
+def test_chart_ports_agree_with_vlserve_and_compose(chart, compose):
+    values, _ = chart
+    s = Settings()
+    assert values["gateway"]["port"] == s.gateway_port and values["ui"]["port"] == s.ui_port
+    triton = compose["services"]["triton"]["command"]
+    for name in ("http", "grpc", "metrics"):
+        assert f"--{name}-port={values['triton']['ports'][name]}" in triton
+    assert values["index"]["mountPath"] == compose["services"]["gateway"]["environment"]["VLSERVE_INDEX_DIR"]
+
+
+def test_chart_settings_probes_and_flags_are_real(chart):
+    _, templates = chart
+    fields = set(Settings.model_fields)
+    for var in set(re.findall(r"\bVLSERVE_[A-Z_]+", templates)):
+        assert var.removeprefix("VLSERVE_").lower() in fields, var
+    from vlserve.gateway.app import create_app
+    from vlserve.serving.launcher import UIServer
+
+    gateway_paths = set(create_app(Settings()).openapi()["paths"])
+    probes = set(re.findall(r"httpGet: \{path: (/[\w/]+)", templates))
+    assert probes == {"/v2/health/ready", "/v2/health/live", "/readyz", "/healthz", UIServer.probe}
+    assert {"/readyz", "/healthz"} <= gateway_paths and "/metrics" in gateway_paths
+    from typer.main import get_command
+
+    from vlserve.cli import app
+
+    cli = get_command(app)
+    for sub, args in re.findall(r'args: \["vlserve", "(\w+)", (.*?)\]', templates, re.S):
+        flags = {opt for p in cli.commands[sub].params for opt in p.opts}  # type: ignore[attr-defined]
+        assert set(re.findall(r'"(--[\w-]+)"', args)) <= flags, (sub, args)
+
+
+def test_chart_api_key_file_is_where_the_secret_is_mounted(chart):
+    _, templates = chart
+    env = re.search(r"VLSERVE_API_KEYS_FILE\n\s+value: (/[\w/]+)/\{\{", templates)
+    mount = re.search(r"name: api-keys, mountPath: (/[\w/]+),", templates)
+    assert env and mount and env.group(1) == mount.group(1)
+
+
+def test_ray_cluster_config_matches_the_images_and_the_cli(chart):
+    values, _ = chart
+    text = (DEPLOY / "ray" / "raycluster.yaml").read_text()
+    ray = yaml.safe_load(text)
+    assert ray["kind"] == "RayCluster" and ray["apiVersion"] == "ray.io/v1"
+    head = ray["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    worker = ray["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert head["image"] == f"{values['images']['app']['repository']}:{values['images']['app']['tag']}"
+    assert worker["image"] == f"{values['images']['triton']['repository']}:{values['images']['triton']['tag']}"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    client = next(p["containerPort"] for p in head["ports"] if p["name"] == "client")
+    usage = re.search(r"#\s+vlserve index build (.*?)\n(?!#\s+-)", text.replace("\\\n#", ""), re.S)
+    assert usage and f":{client}" in usage.group(1)
+    from typer.main import get_command
+
+    from vlserve.cli import app
+
+    build = get_command(app).commands["index"].commands["build"]  # type: ignore[attr-defined]
+    flags = {opt for p in build.params for opt in p.opts}
+    assert set(re.findall(r"(--[\w-]+)", usage.group(1))) <= flags
