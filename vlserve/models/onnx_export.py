@@ -135,26 +135,14 @@ class OnnxDualEncoder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.torch_encoder, name)
 
-    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        step = self.torch_encoder.runtime.max_batch
-        return np.concatenate([self.towers.encode_pixels(pixels[i:i + step]) for i in range(0, len(pixels), step)])
+    # the torch encoder's own public paths (batching by max_batch, input checks, normalisation), with
+    # the two tower calls below in place of torch's
+    encode_pixels = DualEncoder.encode_pixels
+    encode_images = DualEncoder.encode_images
+    encode_texts = DualEncoder.encode_texts
 
-    def encode_images(self, images: Any) -> np.ndarray:
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            images = list(images)
-        elif isinstance(images, bytes | np.ndarray) or not isinstance(images, list | tuple):
-            images = [images]
-        return self.encode_pixels(self.torch_encoder.preprocess(images))
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.towers.encode_pixels(pixels.float().cpu()))
 
-    def encode_texts(self, texts: Any) -> np.ndarray:
-        from vlserve.errors import InvalidInput
-
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InvalidInput("no texts given (empty list)")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidInput(f"expected a string, got {type(t).__name__}", item=i, field="text")
-        step = self.torch_encoder.runtime.max_batch
-        return np.concatenate([self.towers.encode_tokens(self.torch_encoder._tokenize(texts[i:i + step]))
-                               for i in range(0, len(texts), step)])
+    def _text_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self.towers.encode_tokens({k: v.cpu() for k, v in inputs.items()}))

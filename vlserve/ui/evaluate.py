@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from vlserve.evaluation.data import IMAGE_SUFFIXES
 from vlserve.ui.gateway_api import GatewayAPI, GatewayError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_IMAGES = 2000
 BATCH = 32
 
