@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from vlserve.toyworld.detector_train import DetectorTrainConfig, detection_loss, train_detector
+from vlserve.toyworld.detector_train import (
+    DetectorTrainConfig,
+    detection_loss,
+    patch_labels,
+    train_detector,
+    turn_boxes,
+    turn_images,
+)
 from vlserve.toyworld.owl import build_detector, clip_from_owl
 
 
@@ -53,7 +60,7 @@ def test_two_step_training_writes_loadable_transformers_folders(tmp_path: Path) 
     from transformers import CLIPModel, OwlViTForObjectDetection, OwlViTProcessor
 
     cfg = DetectorTrainConfig(pretrain_steps=2, detect_steps=2, pretrain_batch=8, detect_batch=4, workers=0,
-                              warmup=1, eval_every=1)
+                              warmup=1, eval_every=1, token_labels=1.0, reuse=2)
     calls = []
     summary = train_detector(tmp_path / "owl", tmp_path / "vit", cfg, log_path=tmp_path / "log.jsonl",
                              validate=lambda m: calls.append(1) or {"ok": 1.0})
@@ -128,3 +135,35 @@ def test_one_to_many_matching_gives_each_object_several_patches() -> None:
     assert parts_one["l1"] == pytest.approx(0.0, abs=1e-6)  # one-to-one takes the exact box
     assert parts_two["l1"] > 0  # the second-best patch is matched too
     assert float(two) < float(one)  # patch 1's high scores are now positives, not penalised negatives
+
+
+@pytest.mark.parametrize("turns", range(4))
+@pytest.mark.parametrize("flip", [False, True])
+def test_turned_boxes_follow_the_turned_pixels(turns: int, flip: bool) -> None:
+    """Training reuses each drawn batch under the square's 8 symmetries: the boxes must move with the pixels."""
+    from vlserve.toyworld.dataset import detection_scene
+
+    scene = next(s for i in range(50) if len((s := detection_scene("train", i)).objects) >= 2)
+    side = scene.image.shape[0]
+    for obj in scene.objects:
+        x0, y0, x1, y1 = obj.box
+        box = torch.tensor([[(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]], dtype=torch.float32) / side
+        mask = turn_images(obj.mask[None], turns, flip)[0]
+        ys, xs = np.nonzero(mask)
+        truth = torch.tensor([(xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2,
+                              xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()], dtype=torch.float32) / side
+        assert torch.allclose(turn_boxes(box, turns, flip)[0], truth, atol=1e-6)
+
+
+def test_patch_labels_take_the_class_covering_each_patch() -> None:
+    mask = np.zeros((96, 96), np.uint8)
+    mask[:12, :12] = 3  # patch (0, 0) wholly class 3
+    mask[12:14, 12:24] = 2  # patch (1, 1) only 1/6 covered: background at the default 0.2
+    mask[24:36, 24:30] = 1
+    mask[24:36, 30:36] = 4  # patch (2, 2) half and half: the larger index of a tie is not guaranteed, one of them
+    labels = patch_labels(mask)
+    assert labels.shape == (8, 8) and labels[0, 0] == 3 and labels[1, 1] == 0 and labels[2, 2] in (1, 4)
+    assert labels.sum() == 3 + labels[2, 2]
+    small = np.zeros((48, 48), np.uint8)
+    small[:6, :6] = 5  # resized to the input side first: the same patch
+    assert patch_labels(small)[0, 0] == 5

@@ -163,6 +163,12 @@ def train_detector(
     batch_size: Annotated[int, typer.Option(help="stage 1 batch")] = 128,
     per_object: Annotated[int, typer.Option(help="stage 2: patches matched to each object for the first half "
                                                  "(1: one-to-one, OWL-ViT's)")] = 1,
+    easy_share: Annotated[float, typer.Option(help="stage 1: share of --pretrain-steps drawn the easy way, then "
+                                                   "faded out over as many steps")] = 0.3,
+    token_labels: Annotated[float, typer.Option(help="stage 1: weight of the per-patch shape and colour "
+                                                     "classification from the exact masks (0: none)")] = 0.0,
+    reuse: Annotated[int, typer.Option(help="steps per drawn batch, each under another rotation/flip")] = 1,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast for the forward passes")] = True,
 ) -> None:
     """Train the toy OWL-ViT from random weights: contrastive towers, then detection (see
     ``vlserve.toyworld.detector_train``). Validation is COCO AP50 (pycocotools) on val scenes."""
@@ -170,16 +176,21 @@ def train_detector(
     from vlserve.toyworld.detector_train import DetectorTrainConfig
     from vlserve.toyworld.detector_train import train_detector as run
 
-    for name, value in (("--pretrain-minutes", pretrain_minutes), ("--detect-minutes", detect_minutes)):
+    for name, value in (("--pretrain-minutes", pretrain_minutes), ("--detect-minutes", detect_minutes),
+                        ("--token-labels", token_labels)):
         if value < 0:
             raise InvalidInput(f"{name} must be ≥ 0, got {value}")
+    if not 0 <= easy_share <= 1:
+        raise InvalidInput(f"--easy-share must be in [0, 1], got {easy_share}")
+    if reuse < 1:
+        raise InvalidInput(f"--reuse must be ≥ 1, got {reuse}")
     cfg = DetectorTrainConfig(pretrain_steps=pretrain_steps, pretrain_minutes=pretrain_minutes,
                               detect_steps=detect_steps, detect_minutes=detect_minutes, seed=seed, threads=threads,
                               pretrain_lr=pretrain_lr, detect_lr=detect_lr,
                               init_towers=str(init_towers) if init_towers else None, pretrain_batch=batch_size,
                               text_from=str(text_from) if text_from else None, distil=distil,
-                              per_object=per_object,
-                              workers=workers, eval_every=eval_every)
+                              per_object=per_object, easy_share=easy_share, token_labels=token_labels,
+                              reuse=reuse, bf16=bf16, workers=workers, eval_every=eval_every)
     bars = {"pretrain": tqdm(desc="towers", unit="step"), "detect": tqdm(desc="detection", unit="step")}
 
     def progress(stage: str, step: int, entry: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ from vlserve.toyworld.dataset import detection_scene, sample
 from vlserve.toyworld.owl import (
     IMAGE_SIZE,
     MAX_TOKENS,
+    OWL_CFG,
+    PATCH,
     build_detector,
     load_clip_towers,
     save_clip_towers,
@@ -42,7 +44,7 @@ from vlserve.toyworld.owl import (
     text_tower_from_open_clip,
 )
 from vlserve.toyworld.queries import COLOUR_SHAPES
-from vlserve.toyworld.scene import SHAPES
+from vlserve.toyworld.scene import COLOURS, SHAPES
 from vlserve.toyworld.train import contrastive_loss, normalise_images
 
 TEMPLATES = ("a {}", "a photo of a {}", "an image of a {}")
@@ -75,6 +77,9 @@ class DetectorTrainConfig:
     distil: float = 0.0  # stage 1: weight of 1 - cos(ViT image embedding, the text_from model's image embedding)
     per_object: int = 1  # stage 2: patches matched to each object (1: OWL-ViT's one-to-one)
     per_object_until: float = 0.5  # share of stage 2 after which matching is one-to-one again
+    bf16: bool = True  # bfloat16 autocast for the forward passes (CPUs with native bf16 run it faster)
+    reuse: int = 1  # steps per drawn batch, each under another of the square's 8 rotations/flips
+    token_labels: float = 0.0  # stage 1: weight of per-patch shape and colour classification (auxiliary heads)
 
 
 def _pixels(images: list[np.ndarray]) -> np.ndarray:
@@ -89,6 +94,42 @@ def _pixels(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
+def patch_labels(mask: np.ndarray, min_cover: float = 0.2) -> np.ndarray:
+    """A label mask (0 background, 1.. classes) at the detector's patch grid: each patch takes the class
+    covering most of it, or background when no class covers ``min_cover`` of it."""
+    from PIL import Image
+
+    grid = IMAGE_SIZE // PATCH
+    if mask.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        mask = np.asarray(Image.fromarray(mask).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.NEAREST))
+    n = int(mask.max()) + 1
+    cover = np.eye(max(n, 2), dtype=np.float32)[mask].reshape(grid, PATCH, grid, PATCH, -1).mean((1, 3))[..., 1:]
+    labels = cover.argmax(-1) + 1
+    labels[cover.max(-1) < min_cover] = 0
+    return labels.astype(np.int64)
+
+
+def dihedral(step: int) -> tuple[int, bool]:
+    """The rotation (quarter turns) and flip used at ``step``: all 8 symmetries of the square in turn."""
+    return step % 4, bool((step // 4) % 2)
+
+
+def turn_images(images: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """[N, H, W, ...] turned by ``k`` quarter turns (numpy's rot90, anticlockwise), then mirrored left-right."""
+    out = np.rot90(images, k, axes=(1, 2))
+    return np.ascontiguousarray(out[:, :, ::-1] if flip else out)
+
+
+def turn_boxes(cxcywh: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Normalised (cx, cy, w, h) boxes moved the way :func:`turn_images` moves the pixels."""
+    cx, cy, w, h = cxcywh.unbind(-1)
+    for _ in range(k % 4):  # rot90 anticlockwise: x' = y, y' = 1 - x
+        cx, cy, w, h = cy, 1 - cx, h, w
+    if flip:
+        cx = 1 - cx
+    return torch.stack([cx, cy, w, h], -1)
+
+
 class _Stream(torch.utils.data.Dataset):
     """Batch ``i`` of a stage, a pure function of (seed, stage, i) (drawn in a worker process)."""
 
@@ -99,6 +140,7 @@ class _Stream(torch.utils.data.Dataset):
         return 10**9
 
     def _easy(self, i: int) -> float:
+        i *= max(1, self.cfg.reuse)  # batch i is trained on from step i * reuse
         hold = self.cfg.easy_share * self.cfg.pretrain_steps
         return 1.0 if i < hold else max(0.0, 1.0 - (i - hold) / max(1.0, hold))
 
@@ -111,8 +153,12 @@ class _Stream(torch.utils.data.Dataset):
                      for b in range(cfg.pretrain_batch)]
             positives = torch.tensor([[s_j.captions[0][1].satisfied_by(s_i.scene.objects) for s_j in batch]
                                       for s_i in batch], dtype=torch.float32)
-            return {"images": _pixels([s.scene.image for s in batch]), "positives": positives,
-                    **self.tokenize([s.captions[0][0] for s in batch])}
+            out = {"images": _pixels([s.scene.image for s in batch]), "positives": positives,
+                   **self.tokenize([s.captions[0][0] for s in batch])}
+            if cfg.token_labels:
+                out["shape_grid"] = np.stack([patch_labels(s.scene.semantic_mask()) for s in batch])
+                out["colour_grid"] = np.stack([patch_labels(s.scene.colour_mask()) for s in batch])
+            return out
         scenes = [detection_scene("train", base + i * cfg.detect_batch + b) for b in range(cfg.detect_batch)]
         targets = []
         for s in scenes:
@@ -181,6 +227,10 @@ def detect_forward(model: Any, pixel_values: torch.Tensor, input_ids: torch.Tens
     queries = model.owlvit.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
     logits, _ = model.class_predictor(feats, queries[None].expand(b, -1, -1), None)
     return logits, model.box_predictor(feats, feature_map)
+
+
+def _autocast(cfg: DetectorTrainConfig) -> Any:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -261,28 +311,49 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
             teacher = _open_clip_image_tower(Path(cfg.text_from))
     # stage 1: contrastive towers
     clip = model.owlvit
-    opt = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.pretrain_lr, betas=(0.9, 0.98))
+    width = OWL_CFG["vision_config"]["hidden_size"]
+    # auxiliary per-patch classifiers (stage 1 only, not saved): dense labels from the exact masks
+    aux = torch.nn.ModuleDict({"shape": torch.nn.Linear(width, len(SHAPES) + 1),
+                               "colour": torch.nn.Linear(width, len(COLOURS) + 1)})
+    groups = [*_param_groups(clip, cfg.weight_decay), {"params": list(aux.parameters()), "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.pretrain_lr, betas=(0.9, 0.98))
     sched = _Schedule(cfg.pretrain_lr, cfg.pretrain_steps, cfg.pretrain_minutes, cfg.warmup)
     batches, step = loader("pretrain"), 0
     while not towers_from and not sched.done(step) and (cfg.pretrain_minutes or step < cfg.pretrain_steps):
         batch = next(batches)
-        for g in opt.param_groups:
-            g["lr"] = sched(step)
-        pixels = normalise_images(batch["images"])
-        img = clip.get_image_features(pixel_values=pixels).pooler_output
-        txt = clip.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
-        loss = contrastive_loss(img, txt, batch["positives"], clip, (img.shape[1],), "clip")
-        if teacher is not None:
-            with torch.no_grad():
-                target = F.normalize(teacher(pixels), dim=-1)
-            loss = loss + cfg.distil * (1 - (F.normalize(img, dim=-1) * target).sum(-1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
-        opt.step()
-        step += 1
-        record({"stage": "pretrain", "step": step, "loss": round(float(loss.detach()), 4),
-                "elapsed_s": round(time.time() - t_start, 1)})
+        for _ in range(max(1, cfg.reuse)):
+            for g in opt.param_groups:
+                g["lr"] = sched(step)
+            k, flip = dihedral(step) if cfg.reuse > 1 else (0, False)
+            pixels = normalise_images(turn_images(batch["images"], k, flip))
+            parts: dict[str, float] = {}
+            with _autocast(cfg):
+                vision = clip.vision_model(pixel_values=pixels)
+                img = clip.visual_projection(vision.pooler_output).float()
+                with torch.no_grad():
+                    txt = clip.get_text_features(input_ids=batch["input_ids"],
+                                                 attention_mask=batch["attention_mask"]).pooler_output.float()
+                loss = contrastive_loss(img, txt, batch["positives"], clip, (img.shape[1],), "clip")
+                if teacher is not None:
+                    with torch.no_grad():
+                        target = F.normalize(teacher(pixels).float(), dim=-1)
+                    distil = (1 - (F.normalize(img, dim=-1) * target).sum(-1)).mean()
+                    loss = loss + cfg.distil * distil
+                    parts["distil"] = round(float(distil.detach()), 4)
+                if cfg.token_labels:
+                    patches = vision.last_hidden_state[:, 1:]
+                    for name in ("shape", "colour"):
+                        grid = torch.from_numpy(turn_images(batch[f"{name}_grid"], k, flip)).flatten()
+                        part = F.cross_entropy(aux[name](patches).float().flatten(0, 1), grid)
+                        loss = loss + cfg.token_labels * part
+                        parts[f"patch_{name}"] = round(float(part.detach()), 4)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([*clip.parameters(), *aux.parameters()], 1.0)
+            opt.step()
+            step += 1
+            record({"stage": "pretrain", "step": step, "loss": round(float(loss.detach()), 4), **parts,
+                    "elapsed_s": round(time.time() - t_start, 1)})
     pretrain_steps, pretrain_seconds = step, round(time.time() - t_start, 1)
     del batches
     clip.eval()
@@ -300,24 +371,28 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     batches, step = loader("detect"), 0
     while not sched.done(step) and (cfg.detect_minutes or step < cfg.detect_steps):
         batch = next(batches)
-        for g in opt.param_groups:
-            g["lr"] = sched(step)
-        logits, boxes = detect_forward(model, normalise_images(batch["images"]), batch["input_ids"],
-                                       batch["attention_mask"])
-        k = cfg.per_object if sched.progress(step) < cfg.per_object_until else 1
-        loss, parts = detection_loss(logits, boxes, batch["targets"], per_object=k)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        entry = {"stage": "detect", "step": step, "loss": round(float(loss.detach()), 4), **parts,
-                 "elapsed_s": round(time.time() - t_start, 1)}
-        if validate and step % cfg.eval_every == 0:
-            model.eval()
-            entry["val"] = validate(model)
-            model.train()
-        record(entry)
+        for _ in range(max(1, cfg.reuse)):
+            for g in opt.param_groups:
+                g["lr"] = sched(step)
+            turn, flip = dihedral(step) if cfg.reuse > 1 else (0, False)
+            targets = [{**t, "boxes": turn_boxes(t["boxes"], turn, flip)} for t in batch["targets"]]
+            with _autocast(cfg):
+                logits, boxes = detect_forward(model, normalise_images(turn_images(batch["images"], turn, flip)),
+                                               batch["input_ids"], batch["attention_mask"])
+            k = cfg.per_object if sched.progress(step) < cfg.per_object_until else 1
+            loss, parts = detection_loss(logits.float(), boxes.float(), targets, per_object=k)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            entry = {"stage": "detect", "step": step, "loss": round(float(loss.detach()), 4), **parts,
+                     "elapsed_s": round(time.time() - t_start, 1)}
+            if validate and step % cfg.eval_every == 0:
+                model.eval()
+                entry["val"] = validate(model)
+                model.train()
+            record(entry)
     detect_steps, detect_seconds = step, round(time.time() - t_det, 1)
     del batches
     model.eval()
