@@ -16,6 +16,7 @@ DTYPES: dict[str, tuple[str, type]] = {
     "BYTES": ("TYPE_STRING", np.object_),
     "UINT8": ("TYPE_UINT8", np.uint8),
     "INT32": ("TYPE_INT32", np.int32),
+    "INT64": ("TYPE_INT64", np.int64),
     "FP32": ("TYPE_FP32", np.float32),
     "FP16": ("TYPE_FP16", np.float16),
     "BOOL": ("TYPE_BOOL", np.bool_),

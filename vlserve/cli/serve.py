@@ -30,8 +30,12 @@ def build(
     max_batch_size: Annotated[int, typer.Option()] = 64,
     instances: Annotated[int, typer.Option(help="instances per model")] = 1,
     detector_model: DetectorOpt = None,
-    runtime: Annotated[str, typer.Option(help="torch | onnx: the encoders' towers under onnxruntime (exported into "
-                                              "the repository; the same model names and tensors)")] = "torch",
+    runtime: Annotated[str, typer.Option(help="torch | onnx: the encoders' towers exported to ONNX, served by "
+                                              "ensembles with the same model names and tensors")] = "torch",
+    tower_backend: Annotated[str, typer.Option(help="with --runtime onnx: onnxruntime (Triton's backend; TensorRT "
+                                                    "FP16 on GPUs) | python (the same graphs through onnxruntime in "
+                                                    "the python backend, for a tritonserver without the onnxruntime "
+                                                    "backend, such as the pip one)")] = "onnxruntime",
 ) -> None:
     """Write image_encoder, text_encoder and zero_shot_classifier for MODEL into OUT, and the detector
     for the detector spec when one is given (--detector-model or $VLSERVE_DETECTOR_MODEL)."""
@@ -42,10 +46,10 @@ def build(
     detector = detector_model or common.settings().detector_model
     written = build_repository(out, model, prefix, opts=RepoOptions(max_batch_size=max_batch_size,
                                                                     instances=instances), detector_spec=detector,
-                               runtime=runtime)
+                               runtime=runtime, tower_backend=tower_backend)
     report = {"repository": str(out), "models": [p.name for p in written], "model_spec": model}
     if runtime != "torch":
-        report["runtime"] = runtime
+        report |= {"runtime": runtime, "tower_backend": tower_backend}
     if detector:
         report["detector_spec"] = detector
     typer.echo(json.dumps(report))

@@ -142,6 +142,13 @@ class DualEncoder(LoadedModel, ABC):
             images = [images]
         return self.encode_pixels(self.preprocess(images))
 
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The text tower's input tensors for ``texts`` (CPU), exactly as :meth:`encode_texts` builds them."""
+        texts = list(texts)
+        if not texts:
+            raise InvalidInput("no texts given (empty list)")
+        return self._tokenize(texts)
+
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], L2-normalised. Over-long texts are truncated, never refused."""

@@ -75,6 +75,7 @@ def export_towers(encoder: DualEncoder, out: Path, opset: int = OPSET) -> dict[s
         onnx.checker.check_model(str(out / f))
     manifest = {"spec": encoder.spec.canonical, "fingerprint": encoder.fingerprint, "family": encoder.family,
                 "opset": opset, "embed_dim": int(encoder.embed_dim), "image_size": [h, w],
+                "context_length": int(encoder.context_length),
                 "text_inputs": {n: {"dtype": str(sample[n].dtype).removeprefix("torch."),
                                     "length": int(sample[n].shape[1])} for n in names},
                 "exporter": f"torch.onnx (TorchScript) {torch.__version__}"}

@@ -211,6 +211,14 @@ class TritonServer(ManagedProcess):
     def start(self) -> Self:
         if not self.repository.is_dir():
             raise ModelUnavailable(f"model repository not found: {self.repository}")
+        missing = missing_backends(self.repository, self.install.backend_dir)
+        if missing:
+            name, models = next(iter(missing.items()))
+            raise ModelUnavailable(
+                f"this tritonserver ({self.install.source}) has no {name} backend, which {', '.join(models)} in "
+                f"{self.repository} need" + (": build the repository with `vlserve repo build --runtime onnx "
+                                             "--tower-backend python`, or run NVIDIA's Triton container"
+                                             if name == "onnxruntime" else ""))
         return super().start()
 
     def answers(self) -> bool:
@@ -219,6 +227,18 @@ class TritonServer(ManagedProcess):
         if self._probe is None:
             self._probe = httpclient.InferenceServerClient(self.http_url)
         return bool(self._probe.is_server_ready())
+
+
+def missing_backends(repository: Path, backend_dir: Path) -> dict[str, list[str]]:
+    """Backends named by the repository's configs that ``backend_dir`` lacks: {backend: [models]}."""
+    import re
+
+    missing: dict[str, list[str]] = {}
+    for config in sorted(repository.glob("*/config.pbtxt")):
+        found = re.search(r'^backend:\s*"([^"]+)"', config.read_text(), re.MULTILINE)
+        if found and not (backend_dir / found.group(1)).is_dir():
+            missing.setdefault(found.group(1), []).append(config.parent.name)
+    return missing
 
 
 class VLServeProcess(ManagedProcess):

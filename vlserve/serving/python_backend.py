@@ -76,6 +76,21 @@ def _load(args: dict[str, str], loader: Callable[[str, Any], Any]) -> Any:
     return engine
 
 
+def onnx_session(path: Path, gpu: bool = False) -> Any:
+    """An onnxruntime session for an exported tower graph (CUDA first on a GPU instance, where available)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        from vlserve.errors import MissingExtra
+
+        raise MissingExtra("onnxruntime", "onnx") from e
+    if not path.is_file():
+        raise ModelUnavailable(f"ONNX graph {path} not found: build the repository again with --runtime onnx")
+    wanted = (["CUDAExecutionProvider"] if gpu else []) + ["CPUExecutionProvider"]
+    providers = [p for p in wanted if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), providers=providers)
+
+
 def _int_param(params: dict[str, str], key: str) -> int | None:
     if key not in params:
         return None
@@ -157,6 +172,31 @@ def image_inputs(pb_utils: Any, request: Any) -> list[Any]:
         return [bytes(v) for v in encoded.reshape(len(encoded), -1)[:, 0]]
     assert raw is not None
     return list(raw)
+
+
+def texts_and_dimensions(pb_utils: Any, request: Any, embed_dim: int) -> tuple[list[str], int | None]:
+    """A text request's UTF-8 ``TEXT`` rows and its checked Matryoshka ``DIMENSIONS`` (None: full)."""
+    from vlserve.matryoshka import check_dimensions
+
+    arr = optional(pb_utils, request, "TEXT")
+    if arr is None:
+        raise InvalidInput("missing TEXT input", field="TEXT")
+    try:
+        texts = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
+    except UnicodeDecodeError:
+        raise InvalidInput("TEXT must be UTF-8", field="TEXT") from None
+    dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
+    check_dimensions(dims, embed_dim)
+    return texts, dims
+
+
+def pixels_and_dimensions(pb_utils: Any, request: Any, engine: Any) -> tuple[Any, int | None]:
+    """An image request's preprocessed pixels (the engine's own transform) and checked ``DIMENSIONS``."""
+    from vlserve.matryoshka import check_dimensions
+
+    dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
+    check_dimensions(dims, engine.embed_dim)
+    return engine.preprocess(image_inputs(pb_utils, request)), dims
 
 
 def model_info(engine: Any) -> bytes:

@@ -18,10 +18,12 @@ import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vlserve.api.tensors import DETECTOR_MODELS, ENCODER_MODELS, TRITON_MODELS
 from vlserve.errors import InvalidInput
 from vlserve.models.spec import parse_spec
+from vlserve.serving.onnx_ensemble import ENSEMBLE_STEPS, TOWER_BACKENDS, write_ensembles
 
 MODELS = tuple(TRITON_MODELS)
 
@@ -62,16 +64,21 @@ instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
 """
 
 
-ONNX_MODELS = ("image_encoder", "text_encoder", "zero_shot_classifier")  # the ones whose towers ONNX can run
+ONNX_MODELS = ("zero_shot_classifier",)  # python-backend models whose towers run under onnxruntime in-process
+ENSEMBLE_MODELS = ("image_encoder", "text_encoder")  # ensembles around ONNX towers with --runtime onnx
 
 
 def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, ...] | None = None,
                      opts: RepoOptions | None = None, detector_spec: str | None = None,
-                     runtime: str = "torch") -> list[Path]:
+                     runtime: str = "torch", tower_backend: str = "onnxruntime") -> list[Path]:
     """Write (or overwrite) ``prefix + model`` folders under ``out``: the encoder models for ``spec``,
     and the detector for ``detector_spec`` when given. ``models`` picks a subset (default: all of
     those). A full build (``models`` not given) without a detector spec removes a ``detector`` folder
-    left by an earlier build, so a detector is never served with a stale spec."""
+    left by an earlier build, so a detector is never served with a stale spec.
+
+    ``runtime="onnx"`` exports the towers and serves ``image_encoder`` / ``text_encoder`` as ensembles
+    around ONNX towers on ``tower_backend`` (:mod:`vlserve.serving.onnx_ensemble`); the
+    zero-shot classifier runs the same graphs under onnxruntime in the python backend."""
     parse_spec(spec)  # refuse unknown specs before writing anything
     if detector_spec is not None:
         parse_spec(detector_spec)
@@ -89,10 +96,22 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
         raise InvalidInput(f"prefix {prefix!r} must be letters, digits, '_' or '-'")
     if runtime not in ("torch", "onnx"):
         raise InvalidInput(f"runtime must be torch or onnx, got {runtime!r}", field="runtime")
+    if tower_backend not in TOWER_BACKENDS:
+        raise InvalidInput(f"tower backend must be one of {', '.join(TOWER_BACKENDS)}, got {tower_backend!r}",
+                           field="tower_backend")
     onnx_params: dict[str, str] = {}
-    if runtime == "onnx":
-        onnx_params = {"RUNTIME": "onnx", "ONNX_DIR": export_onnx(out, spec, prefix)}
     written = []
+    if runtime == "onnx":
+        towers = f"{prefix}image_tower/1"
+        manifest = export_onnx(out / towers, spec)
+        onnx_params = {"RUNTIME": "onnx", "ONNX_DIR": towers}
+        # the tower models hold the graphs, so they are written whichever models were asked for
+        written += write_ensembles(out, prefix, spec, manifest, out / towers, opts, tower_backend)
+        models = tuple(m for m in models if m not in ENSEMBLE_MODELS)
+    elif any(m in ENSEMBLE_MODELS for m in models):
+        for step in ENSEMBLE_STEPS:  # the steps of an earlier ONNX build would outlive their ensembles
+            if (out / f"{prefix}{step}" / "config.pbtxt").is_file():
+                shutil.rmtree(out / f"{prefix}{step}")
     for kind in models:
         folder = out / f"{prefix}{kind}"
         (folder / "1").mkdir(parents=True, exist_ok=True)
@@ -115,13 +134,10 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
     return written
 
 
-def export_onnx(out: Path, spec: str, prefix: str) -> str:
-    """Export ``spec``'s towers into the repository (``PREFIXimage_encoder/1/onnx``); the folder,
-    relative to the repository root, that the ONNX-runtime models read."""
+def export_onnx(folder: Path, spec: str) -> dict[str, Any]:
+    """Export ``spec``'s towers into ``folder`` (the image tower's version folder); the manifest."""
     from vlserve.models import load_dual_encoder
     from vlserve.models.onnx_export import export_towers
     from vlserve.settings import Runtime
 
-    relative = f"{prefix}image_encoder/1/onnx"
-    export_towers(load_dual_encoder(spec, Runtime(device="cpu", precision="fp32")), out / relative)
-    return relative
+    return export_towers(load_dual_encoder(spec, Runtime(device="cpu", precision="fp32")), folder)

@@ -285,7 +285,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
 
     def record(entry: dict[str, Any]) -> None:
         log.append(entry)
-        if log_file and (len(entry) > 4 or entry["step"] % 25 == 0):
+        if log_file and ("val" in entry or entry["step"] % 25 == 0):
             log_file.write(json.dumps(entry) + "\n")
             log_file.flush()
         if progress:

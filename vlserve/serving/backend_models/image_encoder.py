@@ -8,8 +8,7 @@ request) and encoded in one forward pass.
 import torch
 import triton_python_backend_utils as pb_utils
 
-from vlserve.matryoshka import check_dimensions
-from vlserve.serving.python_backend import embedding_responses, image_inputs, load_engine, optional_scalar, parse_each
+from vlserve.serving.python_backend import embedding_responses, load_engine, parse_each, pixels_and_dimensions
 
 
 class TritonPythonModel:
@@ -18,9 +17,7 @@ class TritonPythonModel:
 
     def parse(self, request):
         """One request -> (preprocessed pixels, Matryoshka dimensions)."""
-        dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-        check_dimensions(dims, self.engine.embed_dim)
-        return self.engine.preprocess(image_inputs(pb_utils, request)), dims
+        return pixels_and_dimensions(pb_utils, request, self.engine)
 
     def execute(self, requests):
         responses, parsed = parse_each(pb_utils, requests, self.parse)

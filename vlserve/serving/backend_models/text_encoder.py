@@ -8,15 +8,12 @@ gateway) learns which model it is talking to, e.g. to check an index manifest ag
 
 import triton_python_backend_utils as pb_utils
 
-from vlserve.errors import InvalidInput
-from vlserve.matryoshka import check_dimensions
 from vlserve.serving.python_backend import (
     embedding_responses,
     load_engine,
     model_info,
-    optional,
-    optional_scalar,
     parse_each,
+    texts_and_dimensions,
 )
 
 
@@ -27,16 +24,7 @@ class TritonPythonModel:
 
     def parse(self, request):
         """One request -> (its texts, Matryoshka dimensions)."""
-        arr = optional(pb_utils, request, "TEXT")
-        if arr is None:
-            raise InvalidInput("missing TEXT input", field="TEXT")
-        try:
-            texts = [bytes(v).decode("utf-8") for v in arr.reshape(len(arr), -1)[:, 0]]
-        except UnicodeDecodeError:
-            raise InvalidInput("TEXT must be UTF-8", field="TEXT") from None
-        dims = optional_scalar(pb_utils, request, "DIMENSIONS", int)
-        check_dimensions(dims, self.engine.embed_dim)
-        return texts, dims
+        return texts_and_dimensions(pb_utils, request, self.engine.embed_dim)
 
     def execute(self, requests):
         responses, parsed = parse_each(pb_utils, requests, self.parse)
