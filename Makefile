@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch and torchvision asked for together, so a matching pair resolves (a range for torch alone lets another package swap it)
 	$(PY) -m pip install -q "torch>=2.6" "torchvision>=0.21"
-	$(PY) -m pip install -q -e ".[dev,ray,onnx]"
+	$(PY) -m pip install -q -e ".[dev,ray,onnx,milvus]"
 	touch $(STAMP)
 
 install: $(STAMP)

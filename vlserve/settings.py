@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_labels: int = Field(10_000, ge=1, description="largest label set one classification may use")
     cache_dir: Path = Field(Path.home() / ".cache" / "vlserve", description="text-embedding cache and heads")
     index_dir: Path = Field(Path("index"), description="where `vlserve index` keeps indexes (one folder each)")
+    milvus_token: SecretStr | None = Field(None, description="token for a Milvus server (user:password or an API "
+                                                             "key), for indexes with backend milvus")
 
     # ---- the HTTP gateway (vlserve.gateway); every limit is per request ------------------------------
     gateway_host: str = Field("127.0.0.1", description="address the gateway binds (loopback by default)")

@@ -1,6 +1,7 @@
 """The index store end to end in-process with a tiny random model: build, dedup, manifest checks,
-add/remove, pagination, filters, image->text, crash repair. Retrieval *quality* is tested with the toy
-model in tests/integration/test_index_toy.py."""
+add/remove, pagination, filters, image->text, crash repair; every test on both vector backends, FAISS
+files and Milvus (Milvus Lite, the real engine in-process), which must give the same hits. Retrieval
+*quality* is tested with the toy model in tests/integration/test_index_toy.py."""
 
 from __future__ import annotations
 
@@ -50,11 +51,23 @@ def gallery(tmp_path_factory) -> Path:
 
 
 OPTS = {"workers": 0, "batch_size": 8, "shard_size": 10, "progress": False}
+BACKEND = {"value": "faiss"}
+
+
+@pytest.fixture(params=["faiss", "milvus"], autouse=True)
+def backend(request):
+    """Every test runs on both backends; a new index takes the current one (see run_build)."""
+    if request.param == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+    BACKEND["value"] = request.param
+    yield request.param
+    BACKEND["value"] = "faiss"
 
 
 def run_build(root: Path, source, encoder, name="g", **kw):
     return build(root, name, [str(source)] if not isinstance(source, list) else source,
-                 BuildOptions(**{**OPTS, **kw}), model=encoder.spec.raw, encoder=encoder)
+                 BuildOptions(**{**OPTS, "backend": BACKEND["value"], **kw}), model=encoder.spec.raw, encoder=encoder)
 
 
 def test_build_is_idempotent_and_writes_a_full_manifest(tmp_path, gallery, encoder):
@@ -65,6 +78,7 @@ def test_build_is_idempotent_and_writes_a_full_manifest(tmp_path, gallery, encod
     m = IndexManifest.load(tmp_path / "g")
     assert m.model_spec == encoder.spec.raw and m.fingerprint == encoder.fingerprint and m.dim == 32
     assert m.factory == "Flat" and m.coarse_dims == 32 and m.normalized and m.metric == "inner_product"
+    assert m.backend == BACKEND["value"] and (m.uri is None)
     assert m.vlserve_version and m.created_at <= m.updated_at
     # the same images through another reader (the folder): every one is a content duplicate
     folder = run_build(tmp_path, gallery / "images", encoder)
@@ -167,15 +181,16 @@ def test_funnel_index_from_a_declared_matryoshka_model(tmp_path, gallery, tiny_d
     assert choose_coarse_dims("auto", 512, None) == 512 and choose_coarse_dims("none", 128, [16]) == 128
 
 
-def test_crash_between_database_and_faiss_is_repaired(tmp_path, gallery, encoder):
+def test_crash_between_database_and_vector_store_is_repaired(tmp_path, gallery, encoder, backend):
     run_build(tmp_path, gallery / "captions.csv", encoder)
     folder = tmp_path / "g"
-    saved = (folder / "images.full.faiss").read_bytes()
+    saved = (folder / "images.full.faiss").read_bytes() if backend == "faiss" else b""
     idx = ImageTextIndex.open(tmp_path, "g")
     victim = int(idx.images.ids()[0])
-    idx.meta.delete([victim])  # the database commit happened, the FAISS save did not
+    idx.meta.delete([victim])  # the database commit happened, the vector store's did not
     idx.close()
-    (folder / "images.full.faiss").write_bytes(saved)
+    if backend == "faiss":
+        (folder / "images.full.faiss").write_bytes(saved)
     idx = ImageTextIndex.open(tmp_path, "g")
     assert idx.images.ntotal == 40 and idx.meta.count() == 39
     hits = Searcher(idx).by_embedding(idx.images.vectors(np.array([victim])), k=3)[0].hits
@@ -190,3 +205,30 @@ def test_open_missing_index_names_what_exists(tmp_path, gallery, encoder):
         ImageTextIndex.open(tmp_path, "nope")
     with pytest.raises(InvalidInput, match="invalid index name"):
         ImageTextIndex.open(tmp_path, "../etc")
+
+
+def test_both_backends_answer_the_same_hits(tmp_path, gallery, encoder, backend):
+    """The same gallery in FAISS and in Milvus: the same ids and scores (exact indexes, 1e-5), with
+    Matryoshka dimensions, filters, pagination and image -> text."""
+    if backend == "faiss":
+        pytest.skip("compares the two backends once")
+    for name, store in (("f", "faiss"), ("m", "milvus")):
+        run_build(tmp_path, gallery / "captions.csv", encoder, name=name, backend=store)
+    f, m = ImageTextIndex.open(tmp_path, "f"), ImageTextIndex.open(tmp_path, "m")
+    assert (f.manifest.backend, m.manifest.backend) == ("faiss", "milvus")
+    sf, sm = Searcher(f, encoder), Searcher(m, encoder)
+    queries = ["a red star", "two shapes", "a hand-drawn blue circle"]
+    for kw in ({"k": 10}, {"k": 7, "offset": 3}, {"k": 10, "dimensions": 16}, {"k": 40, "where": ["colour=red"]},
+               {"k": 5, "target": "texts"}):
+        for a, b in zip(sf.by_text(queries, **kw), sm.by_text(queries, **kw), strict=True):
+            sa, sb = np.array([h.score for h in a.hits]), np.array([h.score for h in b.hits])
+            assert len(sa) == len(sb) and np.abs(sa - sb).max() <= 1e-5, kw
+            # equal scores (the same caption text twice) may come in either order; all others in one order
+            tied = np.zeros(len(sa), bool)
+            tied[1:] |= np.abs(np.diff(sa)) <= 1e-5
+            tied[:-1] |= np.abs(np.diff(sa)) <= 1e-5
+            assert [h.id for h, t in zip(a.hits, tied, strict=True) if not t] == \
+                [h.id for h, t in zip(b.hits, tied, strict=True) if not t], kw
+    assert f.images.ntotal == m.images.ntotal == 40 and f.texts.ntotal == m.texts.ntotal
+    f.close()
+    m.close()

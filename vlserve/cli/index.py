@@ -61,6 +61,11 @@ def build_cmd(
     progress: ProgressOpt = True,
     ray_address: RayAddressOpt = None,
     ray_num_cpus: RayCpusOpt = None,
+    backend: Annotated[str, typer.Option(help="a new index's vector store: faiss (files in the index folder) | "
+                                              "milvus")] = "faiss",
+    uri: Annotated[str | None, typer.Option(help="--backend milvus: a .db path runs Milvus Lite (default: milvus.db "
+                                                 "in the index folder); http://host:19530 a Milvus server "
+                                                 "(token: $VLSERVE_MILVUS_TOKEN)")] = None,
     index_dir: IndexDirOpt = None,
 ) -> None:
     """Embed every image of SOURCE into index NAME. Resumable (re-run the same command after a crash)
@@ -68,7 +73,7 @@ def build_cmd(
     _build(name, [source], model, runner=runner, workers=workers, batch_size=batch_size, shard_size=shard_size,
            factory=factory, coarse_dims=coarse_dims, captions=captions, image_col=image_col,
            caption_col=caption_col, progress=progress, ray_address=ray_address, ray_num_cpus=ray_num_cpus,
-           index_dir=index_dir)
+           backend=backend, uri=uri, index_dir=index_dir)
 
 
 @index_app.command("add")

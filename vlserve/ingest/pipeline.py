@@ -40,8 +40,16 @@ class BuildOptions:
     progress: bool = True
     ray_address: str | None = None
     ray_num_cpus: int | None = None     # a local Ray instance's CPUs (tests: 2)
+    backend: str = "faiss"              # a new index's vector store: faiss or milvus
+    uri: str | None = None              # milvus: a .db path (Milvus Lite; default: milvus.db in the index) or URL
 
     def check(self) -> None:
+        from vlserve.retrieval.store import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise InvalidInput(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.uri is not None and self.backend != "milvus":
+            raise InvalidInput("--uri is for --backend milvus")
         if self.runner not in RUNNERS:
             raise InvalidInput(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         for name in ("batch_size", "shard_size"):
@@ -91,6 +99,10 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
             if wanted not in (None, "auto") and choose_coarse_dims(wanted, manifest.dim, None) != manifest.coarse_dims:
                 raise InvalidInput(f"index {name!r} searches on {manifest.coarse_dims} dims; --coarse-dims cannot "
                                    "change an existing index (build a new one under another --name)")
+            if (opts.backend, opts.uri or manifest.uri) != (manifest.backend, manifest.uri) and (
+                    opts.backend != "faiss" or opts.uri):
+                raise InvalidInput(f"index {name!r} lives on {manifest.backend}" + (f" at {manifest.uri}" if
+                                   manifest.uri else "") + "; --backend/--uri cannot move an existing index")
             index = ImageTextIndex(folder, manifest)
         else:
             dim = encoder.embed_dim
@@ -98,7 +110,8 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
             manifest = IndexManifest(name=name, model_spec=encoder.spec.raw, model_canonical=encoder.spec.canonical,
                                      fingerprint=encoder.fingerprint, family=encoder.family, dim=dim,
                                      matryoshka_dims=declared,
-                                     coarse_dims=choose_coarse_dims(opts.coarse_dims, dim, declared))
+                                     coarse_dims=choose_coarse_dims(opts.coarse_dims, dim, declared),
+                                     backend=opts.backend, uri=opts.uri)
             index = ImageTextIndex.create(root, manifest)
         try:
             return _run(index, items, sources, opts, encoder, t0)

@@ -38,7 +38,7 @@ class FunnelSearch:
     ``dimensions`` below ``dim`` the rerank is skipped when ``exact`` says the index is exact.
     """
 
-    def __init__(self, search_index: faiss.Index, lookup: Lookup, coarse_dims: int, dim: int,
+    def __init__(self, search_index: faiss.Index | None, lookup: Lookup, coarse_dims: int, dim: int,
                  exact: bool = False, alive: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.index = search_index
         self.lookup = lookup
@@ -51,6 +51,7 @@ class FunnelSearch:
                shortlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, ids) per query, ``-1`` ids where fewer exist. ``queries``: [B, dim] normalised."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        assert self.index is not None, "a rerank-only FunnelSearch has no search index"
         dims = dimensions or self.dim
         ntotal = int(self.index.ntotal)
         if ntotal == 0:

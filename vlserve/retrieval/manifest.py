@@ -49,6 +49,9 @@ class IndexManifest(BaseModel):
     factory: str | None = Field(None, description="FAISS factory of the image search index (None: not built yet)")
     text_factory: str | None = None
     search_params: str = ""
+    backend: str = Field("faiss", description="where the vectors live: faiss (files in the index folder) or milvus")
+    uri: str | None = Field(None, description="milvus: the Milvus URI (a .db path runs Milvus Lite; http://host:port "
+                                              "a server); relative paths are under the index folder")
     count: int = 0
     text_count: int = 0
     sources: list[str] = Field(default_factory=list)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,32 @@ def read_shard_file(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in ("image_ids", "image_emb", "text_ids", "text_emb")}
 
 
+BACKENDS = ("faiss", "milvus")
+
+
+def milvus_uri(folder: Path, manifest: IndexManifest) -> str:
+    """The index's Milvus URI: a server URL as given; a Lite ``.db`` path relative to the index folder."""
+    uri = manifest.uri or "milvus.db"
+    if "://" in uri or Path(uri).is_absolute():
+        return uri
+    return str(folder / uri)
+
+
+def open_collection(folder: Path, m: IndexManifest, kind: str, factory: str | None,
+                    search_params: str) -> VectorCollection | Any:
+    """The ``images`` or ``texts`` collection of an index, on the manifest's backend."""
+    if m.backend == "faiss":
+        return VectorCollection.load(folder, kind, m.dim, m.coarse_dims, factory, search_params)
+    if m.backend == "milvus":
+        from vlserve.retrieval.milvus_collection import MilvusCollection, collection_name
+        from vlserve.settings import Settings
+
+        token = Settings().milvus_token
+        return MilvusCollection(kind, m.dim, m.coarse_dims, factory, search_params, milvus_uri(folder, m),
+                                collection_name(m.name, kind), token.get_secret_value() if token else "")
+    raise InvalidInput(f"index {m.name!r}: unknown backend {m.backend!r}; known: {', '.join(BACKENDS)}")
+
+
 class ImageTextIndex:
     """A model-bound image index (plus caption index) with metadata. Open with :meth:`open`."""
 
@@ -59,8 +86,8 @@ class ImageTextIndex:
         self.manifest = manifest
         self.meta = MetadataStore(folder)
         m = manifest
-        self.images = VectorCollection.load(folder, "images", m.dim, m.coarse_dims, m.factory, m.search_params)
-        self.texts = VectorCollection.load(folder, "texts", m.dim, m.coarse_dims, m.text_factory, "")
+        self.images = open_collection(folder, m, "images", m.factory, m.search_params)
+        self.texts = open_collection(folder, m, "texts", m.text_factory, "")
 
     @property
     def name(self) -> str:

@@ -1,0 +1,360 @@
+"""A vector collection on Milvus: the :class:`~vlserve.retrieval.collection.VectorCollection` API over
+one Milvus collection, for indexes that outgrow one process (``pymilvus``'s ``MilvusClient``).
+
+The URI picks the deployment: a path ending in ``.db`` runs **Milvus Lite** in-process (the same
+engine and client API, for tests and laptops); ``http://host:19530`` is a Milvus server or cluster,
+with the token from ``VLSERVE_MILVUS_TOKEN``. One Milvus collection holds one vlserve collection
+(``images`` or ``texts`` of an index)::
+
+    id      INT64 primary key        the item's content id (re-adding it is a no-op: idempotent builds)
+    full    FLOAT_VECTOR(D)          the exact L2-normalised vector: rerank, lookups, rebuilds
+    coarse  FLOAT_VECTOR(d)          the Matryoshka prefix, re-normalised (only when d < D): the shortlist
+
+The Matryoshka funnel runs as with FAISS: the ANN index (from the manifest's FAISS factory string,
+mapped below) sits on ``coarse``; the shortlist's full vectors are fetched by id and reranked
+exactly here. ``full`` has a FLAT index (Milvus needs one on every vector field to load a
+collection), so an index without a funnel searches it exactly.
+
+FAISS factory -> Milvus index: ``Flat`` -> FLAT; ``HNSW{M}[,Flat]`` -> HNSW (M, efConstruction 200;
+``efSearch`` -> ``ef``); ``IVF{n},Flat`` -> IVF_FLAT (``nprobe``); ``IVF{n},PQ{m}`` -> IVF_PQ on a
+server (Milvus Lite has no IVF_PQ and refuses it here, naming what it has). Deletes are in place
+(no dead vectors to over-fetch).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlserve.errors import InvalidInput, MissingExtra, ModelUnavailable
+from vlserve.matryoshka import truncate
+from vlserve.retrieval.funnel import FunnelSearch, shortlist_size
+
+log = logging.getLogger("vlserve.retrieval")
+CHUNK = 2_000  # rows per insert / ids per "in" filter
+_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
+def is_lite(uri: str) -> bool:
+    return uri.endswith(".db")
+
+
+def client(uri: str, token: str = "", timeout_s: float = 5.0) -> Any:
+    """A cached ``MilvusClient`` for ``uri``; an unreachable server is a clear error within ``timeout_s``."""
+    key = (uri, token)
+    if key in _CLIENTS:
+        return _CLIENTS[key]
+    try:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+    except ImportError as e:
+        raise MissingExtra("pymilvus", "milvus") from e
+    if is_lite(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        # Milvus Lite's in-process gRPC server logs a traceback for every RPC it does not implement;
+        # pymilvus's query iterator asks for AllocTimestamp first and falls back when refused
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    try:
+        c = MilvusClient(uri=uri, token=token, timeout=timeout_s)
+        c.list_collections(timeout=timeout_s)
+    except MilvusException as e:
+        if is_lite(uri):
+            raise ModelUnavailable(f"Milvus Lite could not open {uri} ({e.message}): is another process using it? "
+                                   "Milvus Lite allows one process per .db file; serve several processes from a "
+                                   "Milvus server") from None
+        raise ModelUnavailable(f"Milvus at {uri} refused the connection: {e.message}") from None
+    except Exception as e:  # grpc / network errors of many kinds: all mean the same to the caller
+        raise ModelUnavailable(f"Milvus at {uri} is not reachable within {timeout_s:g} s ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    _CLIENTS[key] = c
+    return c
+
+
+def close_client(uri: str) -> None:
+    """Close this process's clients of ``uri`` (releasing a Milvus Lite file for another process)."""
+    for key in [k for k in _CLIENTS if k[0] == uri]:
+        _CLIENTS.pop(key).close()
+    if is_lite(uri):  # the in-process Lite server outlives its clients; stop it to free the file lock
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
+
+
+def milvus_index(factory: str, lite: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(index params, search params) of the Milvus index standing for a FAISS factory string."""
+    f = factory.replace(" ", "")
+    if f == "Flat":
+        return {"index_type": "FLAT", "params": {}}, {}
+    if m := re.fullmatch(r"HNSW(\d+)(,Flat)?", f):
+        return {"index_type": "HNSW", "params": {"M": int(m.group(1)), "efConstruction": 200}}, {"ef": 128}
+    if m := re.fullmatch(r"IVF(\d+),Flat", f):
+        return {"index_type": "IVF_FLAT", "params": {"nlist": int(m.group(1))}}, {"nprobe": 64}
+    if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(x\d+)?(np)?", f):
+        if lite:
+            raise InvalidInput(f"factory {factory!r}: Milvus Lite has no IVF_PQ index (it has FLAT, IVF_FLAT, "
+                               "IVF_SQ8 and HNSW); use one of those factories or a Milvus server")
+        return {"index_type": "IVF_PQ", "params": {"nlist": int(m.group(1)), "m": int(m.group(2)), "nbits": 8}}, \
+            {"nprobe": 64}
+    raise InvalidInput(f"factory {factory!r} has no Milvus counterpart; use Flat, HNSW<M>, IVF<n>,Flat or "
+                       "IVF<n>,PQ<m>")
+
+
+def _search_params(params: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's FAISS-style knobs (``nprobe=64,efSearch=128``) as Milvus search params."""
+    out = dict(base)
+    for part in filter(None, params.split(",")):
+        key, _, value = part.partition("=")
+        out[{"efSearch": "ef"}.get(key, key)] = int(value)
+    return out
+
+
+def collection_name(index: str, kind: str) -> str:
+    """A Milvus collection name (letters, digits, underscores) for an index's ``images`` or ``texts``."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", index)
+    return f"vlserve_{safe}_{kind}"
+
+
+class MilvusCollection:
+    """``VectorCollection``'s interface on a Milvus collection (see the module docstring)."""
+
+    def __init__(self, name: str, dim: int, coarse_dims: int, factory: str | None, search_params: str, uri: str,
+                 collection: str, token: str = "") -> None:
+        self.name, self.dim, self.coarse_dims = name, dim, coarse_dims
+        self.factory, self.search_params = factory, search_params
+        self.uri, self.collection = uri, collection
+        self.client = client(uri, token)
+        if factory is not None:
+            if not self.client.has_collection(collection):
+                raise InvalidInput(f"the manifest says {name} is built, but Milvus at {uri} has no collection "
+                                   f"{collection!r}: was it dropped? rebuild the index")
+            self._check_schema()
+            self.client.load_collection(collection)  # a collection is "released" in a new process until loaded
+        self._ids: np.ndarray | None = None
+        self._count: int | None = None
+
+    def _check_schema(self) -> None:
+        """The collection must hold this index's vectors: a ``full`` field of ``dim`` (and ``coarse`` of
+        ``coarse_dims`` with a funnel); anything else is another index's or another model's collection."""
+        fields = {f["name"]: f.get("params", {}).get("dim") for f in
+                  self.client.describe_collection(self.collection)["fields"]}
+        want = {"full": self.dim, **({"coarse": self.coarse_dims} if self.separate_search else {})}
+        for field, dim in want.items():
+            if fields.get(field) != dim:
+                have = f"{fields[field]}-dim {field} vectors" if fields.get(field) else f"no {field} vector field"
+                raise InvalidInput(f"Milvus collection {self.collection!r} at {self.uri} holds {have}; this index "
+                                   f"needs {dim} (another model's or another index's collection?)")
+
+    # ---- shape -------------------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self.factory is not None
+
+    @property
+    def separate_search(self) -> bool:
+        return self.coarse_dims < self.dim
+
+    @property
+    def ntotal(self) -> int:
+        if not self.built:
+            return 0
+        if self._count is None:
+            rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+            self._count = int(rows[0]["count(*)"])
+        return self._count
+
+    @property
+    def dead(self) -> int:
+        return 0  # Milvus deletes in place
+
+    def _iterate(self, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        it = self.client.query_iterator(self.collection, batch_size=CHUNK, filter="", output_fields=fields)
+        try:
+            while batch := it.next():
+                yield batch
+        finally:
+            it.close()
+
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            ids = [r["id"] for batch in self._iterate(["id"]) for r in batch] if self.built else []
+            self._ids = np.sort(np.asarray(ids, np.int64))
+        return self._ids
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not self.built or not len(ids):
+            return np.zeros(len(ids), bool)
+        present: set[int] = set()
+        for start in range(0, len(ids), CHUNK):
+            chunk = [int(i) for i in np.unique(ids[start:start + CHUNK])]
+            present |= {r["id"] for r in self.client.query(self.collection, filter=f"id in {chunk}",
+                                                           output_fields=["id"])}
+        return np.fromiter((int(i) in present for i in ids), bool, len(ids))
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Full-dimension vectors of ``ids`` (all must exist), in the order given."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        found: dict[int, Any] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = [int(i) for i in np.unique(ids[start:start + CHUNK])]
+            for r in self.client.get(self.collection, ids=chunk, output_fields=["full"]):
+                found[int(r["id"])] = r["full"]
+        missing = [int(i) for i in ids if int(i) not in found]
+        if missing:
+            raise InvalidInput(f"{self.name}: no vector with id {missing[0]}")
+        return np.asarray([found[int(i)] for i in ids], dtype=np.float32)
+
+    # ---- mutation ----------------------------------------------------------------------------------
+    def build(self, factory: str, sample: np.ndarray) -> None:
+        """Create the Milvus collection and its indexes (Milvus trains IVF itself as data arrives)."""
+        from pymilvus import DataType, MilvusClient
+
+        index, _ = milvus_index(factory, is_lite(self.uri))
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                            description=f"vlserve {self.name} vectors")
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("full", DataType.FLOAT_VECTOR, dim=self.dim)
+        params = self.client.prepare_index_params()
+        if self.separate_search:
+            schema.add_field("coarse", DataType.FLOAT_VECTOR, dim=self.coarse_dims)
+            params.add_index("full", index_type="FLAT", metric_type="IP")
+            params.add_index("coarse", metric_type="IP", **index)
+        else:
+            params.add_index("full", metric_type="IP", **index)
+        if self.client.has_collection(self.collection):
+            self.client.drop_collection(self.collection)
+        self.client.create_collection(self.collection, schema=schema, index_params=params)
+        self.factory = factory
+        self.search_params = self.search_params or _default_params(factory)
+        self._changed()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> int:
+        """Add vectors whose ids are not present yet (idempotent); returns how many were added."""
+        ids = np.asarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _, first = np.unique(ids, return_index=True)
+        keep = np.zeros(len(ids), bool)
+        keep[first] = True
+        keep &= ~self.has(ids)
+        if not keep.any():
+            return 0
+        assert self.built, "build() the collection before adding"
+        ids, vectors = ids[keep], vectors[keep]
+        coarse = truncate(vectors, self.coarse_dims) if self.separate_search else None
+        for start in range(0, len(ids), CHUNK):
+            rows = []
+            for j in range(start, min(start + CHUNK, len(ids))):
+                row: dict[str, Any] = {"id": int(ids[j]), "full": vectors[j]}
+                if coarse is not None:
+                    row["coarse"] = coarse[j]
+                rows.append(row)
+            self.client.insert(self.collection, rows)
+        self._changed()
+        return int(keep.sum())
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not self.built or not len(ids):
+            return 0
+        present = np.unique(ids[self.has(ids)])
+        for start in range(0, len(present), CHUNK):
+            self.client.delete(self.collection, ids=[int(i) for i in present[start:start + CHUNK]])
+        self._changed()
+        return len(present)
+
+    def _changed(self) -> None:
+        self._ids = None
+        self._count = None
+
+    # ---- search ------------------------------------------------------------------------------------
+    def _ann(self, queries: np.ndarray, field: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.factory is not None
+        _, base = milvus_index(self.factory, is_lite(self.uri))
+        res = self.client.search(self.collection, data=[q for q in queries], anns_field=field, limit=limit,
+                                 search_params={"metric_type": "IP", "params": _search_params(self.search_params,
+                                                                                              base)},
+                                 output_fields=["id"])
+        scores = np.full((len(queries), limit), -np.inf, np.float32)
+        ids = np.full((len(queries), limit), -1, np.int64)
+        for row, hits in enumerate(res):
+            for j, h in enumerate(hits[:limit]):
+                scores[row, j], ids[row, j] = h["distance"], h["id"]
+        return scores, ids
+
+    def search(self, queries: np.ndarray, k: int, dimensions: int | None = None,
+               shortlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids): the funnel (shortlist on ``coarse``, exact rerank) or ``full`` directly."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        n = self.ntotal
+        if not self.built or n == 0:
+            return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        dims = dimensions or self.dim
+        if not self.separate_search and dims == self.dim:
+            return self._ann(q, "full", min(k, n)) if k <= n else _pad(self._ann(q, "full", n), k)
+        field = "coarse" if self.separate_search else "full"
+        s = shortlist_size(k, shortlist, n)
+        _, cand = self._ann(np.ascontiguousarray(truncate(q, self.coarse_dims)), field, s)
+        return FunnelSearch(None, self.vectors, self.coarse_dims, self.dim).rerank(q, cand, k, dims)
+
+    def search_subset(self, queries: np.ndarray, subset: np.ndarray, k: int,
+                      dimensions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k restricted to ``subset`` ids (used for selective metadata filters)."""
+        subset = np.asarray(subset, dtype=np.int64)
+        subset = subset[self.has(subset)]
+        cands = np.broadcast_to(subset, (len(queries), len(subset)))
+        return FunnelSearch(None, self.vectors, self.dim, self.dim).rerank(queries, cands, k, dimensions or self.dim)
+
+    # ---- persistence -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        if self.built:
+            self.client.flush(self.collection)
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of everything in the collection."""
+        ids, vecs = [], []
+        if self.built:
+            for batch in self._iterate(["id", "full"]):
+                ids += [r["id"] for r in batch]
+                vecs += [r["full"] for r in batch]
+        return np.asarray(ids, np.int64), np.asarray(vecs, np.float32).reshape(-1, self.dim)
+
+    def rebuild_search(self, factory: str | None = None) -> None:
+        """Re-create the ANN index under a new factory (Milvus rebuilds it from the stored vectors)."""
+        factory = factory or self.factory or "Flat"
+        index, _ = milvus_index(factory, is_lite(self.uri))
+        field = "coarse" if self.separate_search else "full"
+        self.client.release_collection(self.collection)
+        self.client.drop_index(self.collection, field)
+        params = self.client.prepare_index_params()
+        params.add_index(field, metric_type="IP", **index)
+        self.client.create_index(self.collection, params)
+        self.client.load_collection(self.collection)
+        if factory != self.factory:
+            self.search_params = _default_params(factory)
+        self.factory = factory
+
+    def drop(self) -> None:
+        if self.client.has_collection(self.collection):
+            self.client.drop_collection(self.collection)
+        self._changed()
+
+
+def _default_params(factory: str) -> str:
+    from vlserve.retrieval.factory import default_search_params
+
+    return default_search_params(factory)
+
+
+def _pad(result: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores, ids = result
+    out_s = np.full((len(scores), k), -np.inf, np.float32)
+    out_i = np.full((len(ids), k), -1, np.int64)
+    out_s[:, :scores.shape[1]], out_i[:, :ids.shape[1]] = scores, ids
+    return out_s, out_i
