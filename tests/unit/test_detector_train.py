@@ -60,7 +60,8 @@ def test_two_step_training_writes_loadable_transformers_folders(tmp_path: Path) 
     from transformers import CLIPModel, OwlViTForObjectDetection, OwlViTProcessor
 
     cfg = DetectorTrainConfig(pretrain_steps=2, detect_steps=2, pretrain_batch=8, detect_batch=4, workers=0,
-                              warmup=1, eval_every=1, token_labels=1.0, reuse=2)
+                              warmup=1, eval_every=1, token_labels=1.0, reuse=2, text_from="vlserve/assets/toy",
+                              distil=1.0, dense_distil=1.0)
     calls = []
     summary = train_detector(tmp_path / "owl", tmp_path / "vit", cfg, log_path=tmp_path / "log.jsonl",
                              validate=lambda m: calls.append(1) or {"ok": 1.0})

@@ -167,6 +167,8 @@ def train_detector(
                                                    "faded out over as many steps")] = 0.3,
     token_labels: Annotated[float, typer.Option(help="stage 1: weight of the per-patch shape and colour "
                                                      "classification from the exact masks (0: none)")] = 0.0,
+    dense_distil: Annotated[float, typer.Option(help="stage 1: weight of the per-patch distillation of the "
+                                                     "--text-from ResNet's layer2/layer3 features (0: none)")] = 0.0,
     reuse: Annotated[int, typer.Option(help="steps per drawn batch, each under another rotation/flip")] = 1,
     bf16: Annotated[bool, typer.Option(help="bfloat16 autocast for the forward passes")] = True,
 ) -> None:
@@ -177,7 +179,7 @@ def train_detector(
     from vlserve.toyworld.detector_train import train_detector as run
 
     for name, value in (("--pretrain-minutes", pretrain_minutes), ("--detect-minutes", detect_minutes),
-                        ("--token-labels", token_labels)):
+                        ("--token-labels", token_labels), ("--dense-distil", dense_distil)):
         if value < 0:
             raise InvalidInput(f"{name} must be ≥ 0, got {value}")
     if not 0 <= easy_share <= 1:
@@ -190,7 +192,8 @@ def train_detector(
                               init_towers=str(init_towers) if init_towers else None, pretrain_batch=batch_size,
                               text_from=str(text_from) if text_from else None, distil=distil,
                               per_object=per_object, easy_share=easy_share, token_labels=token_labels,
-                              reuse=reuse, bf16=bf16, workers=workers, eval_every=eval_every)
+                              reuse=reuse, bf16=bf16, dense_distil=dense_distil, workers=workers,
+                              eval_every=eval_every)
     bars = {"pretrain": tqdm(desc="towers", unit="step"), "detect": tqdm(desc="detection", unit="step")}
 
     def progress(stage: str, step: int, entry: dict[str, Any]) -> None:

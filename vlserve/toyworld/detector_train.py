@@ -80,6 +80,7 @@ class DetectorTrainConfig:
     bf16: bool = True  # bfloat16 autocast for the forward passes (CPUs with native bf16 run it faster)
     reuse: int = 1  # steps per drawn batch, each under another of the square's 8 rotations/flips
     token_labels: float = 0.0  # stage 1: weight of per-patch shape and colour classification (auxiliary heads)
+    dense_distil: float = 0.0  # stage 1: weight of per-patch feature distillation from the text_from ResNet's stages
 
 
 def _pixels(images: list[np.ndarray]) -> np.ndarray:
@@ -300,6 +301,8 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     towers_from: dict[str, Any] | None = None
     text_source: dict[str, Any] | None = None
     teacher = None
+    if (cfg.distil or cfg.dense_distil) and not cfg.text_from:
+        raise ValueError("distillation needs a teacher: give text_from (the toy CLIP folder)")
     if cfg.init_towers:
         towers_from = {"folder": cfg.init_towers, **load_clip_towers(model, Path(cfg.init_towers))}
     if cfg.text_from:
@@ -307,14 +310,16 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
         text_source = text_tower_from_open_clip(model, Path(cfg.text_from))
         for p in (*model.owlvit.text_model.parameters(), *model.owlvit.text_projection.parameters()):
             p.requires_grad_(False)
-        if cfg.distil:
-            teacher = _open_clip_image_tower(Path(cfg.text_from))
+        if cfg.distil or cfg.dense_distil:
+            teacher = _ResNetTeacher(Path(cfg.text_from))
     # stage 1: contrastive towers
     clip = model.owlvit
     width = OWL_CFG["vision_config"]["hidden_size"]
     # auxiliary per-patch classifiers (stage 1 only, not saved): dense labels from the exact masks
     aux = torch.nn.ModuleDict({"shape": torch.nn.Linear(width, len(SHAPES) + 1),
                                "colour": torch.nn.Linear(width, len(COLOURS) + 1)})
+    if teacher is not None:  # adapters from the ViT's tokens to the teacher's stage features
+        aux.update({stage: torch.nn.Linear(width, channels) for stage, channels in teacher.channels.items()})
     groups = [*_param_groups(clip, cfg.weight_decay), {"params": list(aux.parameters()), "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.pretrain_lr, betas=(0.9, 0.98))
     sched = _Schedule(cfg.pretrain_lr, cfg.pretrain_steps, cfg.pretrain_minutes, cfg.warmup)
@@ -328,7 +333,7 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
             pixels = normalise_images(turn_images(batch["images"], k, flip))
             parts: dict[str, float] = {}
             with _autocast(cfg):
-                vision = clip.vision_model(pixel_values=pixels)
+                vision = clip.vision_model(pixel_values=pixels, output_hidden_states=bool(cfg.dense_distil))
                 img = clip.visual_projection(vision.pooler_output).float()
                 with torch.no_grad():
                     txt = clip.get_text_features(input_ids=batch["input_ids"],
@@ -336,10 +341,19 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
                 loss = contrastive_loss(img, txt, batch["positives"], clip, (img.shape[1],), "clip")
                 if teacher is not None:
                     with torch.no_grad():
-                        target = F.normalize(teacher(pixels).float(), dim=-1)
-                    distil = (1 - (F.normalize(img, dim=-1) * target).sum(-1)).mean()
-                    loss = loss + cfg.distil * distil
-                    parts["distil"] = round(float(distil.detach()), 4)
+                        embedding, stages = teacher(pixels)
+                    if cfg.distil:
+                        distil = (1 - (F.normalize(img, dim=-1) * F.normalize(embedding, dim=-1)).sum(-1)).mean()
+                        loss = loss + cfg.distil * distil
+                        parts["distil"] = round(float(distil.detach()), 4)
+                    if cfg.dense_distil:
+                        # the middle block's tokens learn the teacher's layer2, the last block's its layer3
+                        hidden = vision.hidden_states
+                        dense = torch.stack([F.mse_loss(aux[stage](hidden[layer][:, 1:]).float(), stages[stage])
+                                             for stage, layer in (("layer2", len(hidden) // 2),
+                                                                  ("layer3", len(hidden) - 1))]).sum()
+                        loss = loss + cfg.dense_distil * dense
+                        parts["dense_distil"] = round(float(dense.detach()), 4)
                 if cfg.token_labels:
                     patches = vision.last_hidden_state[:, 1:]
                     for name in ("shape", "colour"):
@@ -410,15 +424,35 @@ def train_detector(out_detector: Path, out_towers: Path, cfg: DetectorTrainConfi
     return summary
 
 
-def _open_clip_image_tower(folder: Path) -> Any:
-    """The image tower of an open_clip local-dir model (eval mode, frozen): the stage-1 distillation teacher."""
-    from open_clip.model import CLIP
-    from safetensors.torch import load_file
+class _ResNetTeacher:
+    """The image tower of an open_clip ResNet local-dir model (the embedded toy CLIP), frozen: stage 1's
+    distillation teacher. Returns the image embedding and the ``layer2`` / ``layer3`` feature maps
+    resampled to the ViT's patch grid and layer-normed per position (dense targets: a convolutional
+    tower's local shape features, which a ViT trained from scratch on two cores does not find alone)."""
 
-    model = CLIP(**json.loads((folder / "open_clip_config.json").read_text())["model_cfg"])
-    model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "open_clip_model.safetensors")).items()})
-    model.eval().requires_grad_(False)
-    return model.encode_image
+    def __init__(self, folder: Path) -> None:
+        from open_clip.model import CLIP
+        from safetensors.torch import load_file
+
+        model = CLIP(**json.loads((folder / "open_clip_config.json").read_text())["model_cfg"])
+        model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "open_clip_model.safetensors")).items()})
+        self.model = model.eval().requires_grad_(False)
+        visual = self.model.visual
+        self._maps: dict[str, torch.Tensor] = {}
+        for stage in ("layer2", "layer3"):
+            getattr(visual, stage).register_forward_hook(
+                lambda module, inputs, out, stage=stage: self._maps.__setitem__(stage, out))
+        self.channels = {s: int(getattr(visual, s)[-1].conv3.out_channels) for s in ("layer2", "layer3")}
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        grid = IMAGE_SIZE // PATCH
+        embedding = self.model.encode_image(pixels).float()
+        stages = {}
+        for stage, fmap in self._maps.items():
+            fmap = F.interpolate(fmap.float(), size=(grid, grid), mode="bilinear", align_corners=False)
+            tokens = fmap.flatten(2).transpose(1, 2)
+            stages[stage] = F.layer_norm(tokens, tokens.shape[-1:])
+        return embedding, stages
 
 
 @torch.no_grad()
