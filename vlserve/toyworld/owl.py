@@ -6,7 +6,7 @@ patch tokens (each multiplied by the class token, then layer-normed), predicts o
 (cosine, then a learned per-patch shift and scale). Everything here is written with transformers'
 ``OwlViTForObjectDetection`` and saved with ``save_pretrained``, so the toy detector loads through
 the normal ``hf:`` path (the spec ``toy-owlvit`` once a trained detector ships). Its towers are also written as a
-transformers ``CLIPModel`` (to be ``toy-vit``): OWL-ViT's towers *are* CLIP's, parameter for parameter
+transformers ``CLIPModel`` (shipped as ``toy-vit``): OWL-ViT's towers *are* CLIP's, parameter for parameter
 (only a few names differ), so the dense pixel-text methods have a trained ViT to work on.
 
 The tokenizer is the real CLIP BPE (derived from open_clip's copy, identical ids), padded with
