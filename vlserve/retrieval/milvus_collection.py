@@ -33,6 +33,7 @@ import numpy as np
 
 from vlserve.errors import InvalidInput, MissingExtra, ModelUnavailable
 from vlserve.matryoshka import truncate
+from vlserve.retrieval.factory import default_search_params
 from vlserve.retrieval.funnel import FunnelSearch, shortlist_size
 
 log = logging.getLogger("vlserve.retrieval")
@@ -232,7 +233,7 @@ class MilvusCollection:
             self.client.drop_collection(self.collection)
         self.client.create_collection(self.collection, schema=schema, index_params=params)
         self.factory = factory
-        self.search_params = self.search_params or _default_params(factory)
+        self.search_params = self.search_params or default_search_params(factory)
         self._changed()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> int:
@@ -297,7 +298,7 @@ class MilvusCollection:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         dims = dimensions or self.dim
         if not self.separate_search and dims == self.dim:
-            return self._ann(q, "full", min(k, n)) if k <= n else _pad(self._ann(q, "full", n), k)
+            return self._ann(q, "full", k)  # fewer than k stored: the rest stays -1 / -inf
         field = "coarse" if self.separate_search else "full"
         s = shortlist_size(k, shortlist, n)
         _, cand = self._ann(np.ascontiguousarray(truncate(q, self.coarse_dims)), field, s)
@@ -337,24 +338,10 @@ class MilvusCollection:
         self.client.create_index(self.collection, params)
         self.client.load_collection(self.collection)
         if factory != self.factory:
-            self.search_params = _default_params(factory)
+            self.search_params = default_search_params(factory)
         self.factory = factory
 
     def drop(self) -> None:
         if self.client.has_collection(self.collection):
             self.client.drop_collection(self.collection)
         self._changed()
-
-
-def _default_params(factory: str) -> str:
-    from vlserve.retrieval.factory import default_search_params
-
-    return default_search_params(factory)
-
-
-def _pad(result: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    scores, ids = result
-    out_s = np.full((len(scores), k), -np.inf, np.float32)
-    out_i = np.full((len(ids), k), -1, np.int64)
-    out_s[:, :scores.shape[1]], out_i[:, :ids.shape[1]] = scores, ids
-    return out_s, out_i

@@ -67,17 +67,17 @@ def step_models(manifest: dict[str, Any]) -> dict[str, ModelIO]:
     }
 
 
-def _io_block(io: ModelIO) -> str:
+def io_block(io: ModelIO) -> str:
     inputs = ",\n".join(t.pbtxt() for t in io.inputs)
     outputs = ",\n".join(t.pbtxt() for t in io.outputs)
     return f"input [\n{inputs}\n]\noutput [\n{outputs}\n]"
 
 
-def _params(params: dict[str, str]) -> str:
+def params_block(params: dict[str, str]) -> str:
     return "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items())
 
 
-def _batching(opts: Any) -> str:
+def batching_block(opts: Any) -> str:
     preferred = ", ".join(str(b) for b in opts.preferred_batch_sizes if b <= opts.max_batch_size)
     return (f"dynamic_batching {{\n  preferred_batch_size: [ {preferred} ]\n"
             f"  max_queue_delay_microseconds: {opts.max_queue_delay_us}\n}}")
@@ -89,10 +89,10 @@ def python_step_config(name: str, kind: str, io: ModelIO, spec: str, opts: Any) 
 name: "{name}"
 backend: "python"
 max_batch_size: {opts.max_batch_size}
-{_io_block(io)}
-{_batching(opts)}
+{io_block(io)}
+{batching_block(opts)}
 instance_group [ {{ count: {opts.instances} kind: KIND_CPU }} ]
-{_params({"MODEL_SPEC": spec, "DEVICE": "cpu", **opts.parameters})}
+{params_block({"MODEL_SPEC": spec, "DEVICE": "cpu", **opts.parameters})}
 """
 
 
@@ -112,12 +112,12 @@ def tower_config(name: str, kind: str, io: ModelIO, file: str, manifest: dict[st
     head = f"""# vlserve {kind} (an ONNX-runtime ensemble step): written by `vlserve repo build --runtime onnx`
 name: "{name}"
 max_batch_size: {opts.max_batch_size}
-{_io_block(io)}
-{_batching(opts)}
+{io_block(io)}
+{batching_block(opts)}
 instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
 """
     if tower_backend == "python":
-        return head.replace(f'name: "{name}"\n', f'name: "{name}"\nbackend: "python"\n') + _params(
+        return head.replace(f'name: "{name}"\n', f'name: "{name}"\nbackend: "python"\n') + params_block(
             {"ONNX_FILE": file, "MODEL_SPEC": manifest["spec"]}) + "\n"
     context = int(manifest.get("context_length") or max(v["length"] for v in manifest["text_inputs"].values()))
     trt = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30), "trt_engine_cache_enable": "1",
@@ -152,7 +152,7 @@ def ensemble_config(name: str, io: ModelIO, steps: list[tuple[str, dict[str, str
 name: "{name}"
 platform: "ensemble"
 max_batch_size: {opts.max_batch_size}
-{_io_block(io)}
+{io_block(io)}
 ensemble_scheduling {{
   step [
 {",".join(chr(10) + b if i else b for i, b in enumerate(blocks))}
@@ -161,7 +161,8 @@ ensemble_scheduling {{
 """
 
 
-def _model_py(kind: str) -> str:
+def model_py(kind: str) -> str:
+    """A repository model's ``1/model.py``: one import of its adapter from the installed package."""
     return (f'"""vlserve {kind} (Triton python backend); the adapter is vlserve.serving.backend_models.{kind}."""\n\n'
             f"from vlserve.serving.backend_models.{kind} import TritonPythonModel\n\n"
             '__all__ = ["TritonPythonModel"]\n')
@@ -224,9 +225,9 @@ def write_ensembles(out: Path, prefix: str, spec: str, manifest: dict[str, Any],
         (folder / "config.pbtxt").write_text(text)
         stale = folder / "1" / "model.py"
         if kind in ("image_preprocess", "text_tokenize", "embedding_postprocess"):
-            stale.write_text(_model_py(kind))
+            stale.write_text(model_py(kind))
         elif kind.endswith("_tower") and tower_backend == "python":
-            stale.write_text(_model_py("onnx_tower"))
+            stale.write_text(model_py("onnx_tower"))
         else:
             stale.unlink(missing_ok=True)  # an ensemble or an onnxruntime model has no model.py
             onnx_dir = folder / "1" / "onnx"

@@ -23,7 +23,15 @@ from typing import Any
 from vlserve.api.tensors import DETECTOR_MODELS, ENCODER_MODELS, TRITON_MODELS
 from vlserve.errors import InvalidInput
 from vlserve.models.spec import parse_spec
-from vlserve.serving.onnx_ensemble import ENSEMBLE_STEPS, TOWER_BACKENDS, write_ensembles
+from vlserve.serving.onnx_ensemble import (
+    ENSEMBLE_STEPS,
+    TOWER_BACKENDS,
+    batching_block,
+    io_block,
+    model_py,
+    params_block,
+    write_ensembles,
+)
 
 MODELS = tuple(TRITON_MODELS)
 
@@ -38,29 +46,14 @@ class RepoOptions:
 
 
 def config_pbtxt(name: str, kind: str, spec: str, opts: RepoOptions) -> str:
-    io = TRITON_MODELS[kind]
-    inputs = ",\n".join(t.pbtxt() for t in io.inputs)
-    outputs = ",\n".join(t.pbtxt() for t in io.outputs)
-    params = {"MODEL_SPEC": spec, **opts.parameters}
-    param_text = "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
-                           for k, v in params.items())
-    preferred = ", ".join(str(b) for b in opts.preferred_batch_sizes if b <= opts.max_batch_size)
     return f"""# vlserve {kind}: written by `vlserve repo build` (vlserve.serving.repository)
 name: "{name}"
 backend: "python"
 max_batch_size: {opts.max_batch_size}
-input [
-{inputs}
-]
-output [
-{outputs}
-]
-dynamic_batching {{
-  preferred_batch_size: [ {preferred} ]
-  max_queue_delay_microseconds: {opts.max_queue_delay_us}
-}}
+{io_block(TRITON_MODELS[kind])}
+{batching_block(opts)}
 instance_group [ {{ count: {opts.instances} kind: KIND_AUTO }} ]
-{param_text}
+{params_block({"MODEL_SPEC": spec, **opts.parameters})}
 """
 
 
@@ -121,10 +114,7 @@ def build_repository(out: Path, spec: str, prefix: str = "", models: tuple[str, 
         if onnx_params and kind in ONNX_MODELS:
             kind_opts = dataclasses.replace(opts, parameters={**opts.parameters, **onnx_params})
         (folder / "config.pbtxt").write_text(config_pbtxt(f"{prefix}{kind}", kind, model_spec, kind_opts))
-        (folder / "1" / "model.py").write_text(
-            f'"""vlserve {kind} (Triton python backend); the adapter is vlserve.serving.backend_models.{kind}."""\n\n'
-            f"from vlserve.serving.backend_models.{kind} import TritonPythonModel\n\n"
-            '__all__ = ["TritonPythonModel"]\n')
+        (folder / "1" / "model.py").write_text(model_py(kind))
         written.append(folder)
     if full_build and detector_spec is None:
         for kind in DETECTOR_MODELS:
