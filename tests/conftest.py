@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,14 @@ def detection_images() -> list:
 
     rng = np.random.default_rng(5)
     return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 70), (90, 52), (33, 47))]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(uri, token) of a real Milvus standalone server with authentication on, for the session."""
+    pytest.importorskip("milvus")
+    pytest.importorskip("pymilvus")
+    from servers import running_milvus
+
+    with running_milvus(tmp_path_factory.mktemp("milvus-server")) as server:
+        yield server

@@ -53,3 +53,35 @@ def running_gateway(triton_url: str, index_dir: Path, log_dir: Path, env: dict[s
                            env=env)
     with running(server, ready_timeout):
         yield server
+
+
+@contextmanager
+def running_milvus(base_dir: Path) -> Iterator[tuple[str, str]]:
+    """A Milvus standalone server (the ``milvus`` package's own binaries, with its embedded etcd and
+    local storage) with authentication on, for the block; yields (uri, token of the root user)."""
+    import time
+
+    from milvus import MilvusServer, MilvusServerConfig
+
+    config = MilvusServerConfig()
+    config.set("authorization_enabled", True)
+    server = MilvusServer(config, wait_for_started=False)
+    server.set_base_dir(str(base_dir))
+    server.start()  # picks free ports from the defaults up (etcd's peer port 2380 is fixed)
+    deadline = time.monotonic() + 120
+    while True:  # ready when the gRPC port answers; a server that exited is an error at once
+        if server.server_proc.poll() is not None:
+            log = (base_dir / "logs" / "milvus-stdout.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"Milvus exited with {server.server_proc.returncode}: ...{log}")
+        try:
+            socket.create_connection(("127.0.0.1", server.listen_port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise TimeoutError("Milvus did not answer within 120 s") from None
+            time.sleep(0.5)
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}", "root:Milvus"
+    finally:
+        server.stop()

@@ -1,8 +1,10 @@
 """The Milvus backend's own contract on Milvus Lite (the real engine, in-process): FAISS factory
-strings mapped to Milvus indexes; an unreachable server is a clear error within seconds; a collection
-of another dimension, or one that was dropped, is refused by name; the funnel's shortlist + exact
-rerank equals an exact scan when the shortlist covers the collection. The shared index behaviour on
-both backends is tests/unit/test_index_store.py."""
+strings mapped to Milvus indexes; an unreachable server or a wrong token is a clear error within
+seconds; a collection of another dimension or model, another index's, or one that was dropped, is
+refused by name; the funnel's shortlist + exact rerank equals an exact scan when the shortlist covers
+the collection; filters run inside Milvus with the metadata store's semantics; IVF_PQ on a server.
+The server tests run a real Milvus standalone server (the ``milvus`` package) with authentication.
+The shared index behaviour on every backend is tests/unit/test_index_store.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from vlserve.errors import InvalidInput, ModelUnavailable
+from vlserve.errors import IndexModelMismatch, InvalidInput, ModelUnavailable
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -71,3 +73,93 @@ def test_another_dimension_or_a_dropped_collection_is_refused(tmp_path):
     col.drop()
     with pytest.raises(InvalidInput, match="has no collection 'shared': was it dropped"):
         MilvusCollection("images", 16, 16, "Flat", "", uri, "shared")
+
+
+def _meta(i: int) -> dict:
+    m = {"colour": ["red", "blue", "green"][i % 3], "size": i % 7}
+    if i % 5 == 0:
+        m.pop("colour")  # some items lack a key: like SQL's NULL, no comparison matches it
+    return m
+
+
+FILTER_CASES = [
+    ([("colour", "=", "red")], lambda i, m: m.get("colour") == "red"),
+    ([("colour", "!=", "red")], lambda i, m: "colour" in m and m["colour"] != "red"),
+    ([("size", ">=", 4), ("colour", "=", "blue")], lambda i, m: m["size"] >= 4 and m.get("colour") == "blue"),
+    ([("size", "<", 2)], lambda i, m: m["size"] < 2),
+    ([("source", "=", "img/7.jpg")], lambda i, m: i == 7),
+    ([("id", ">", 100)], lambda i, m: i > 100),
+]
+
+
+@pytest.mark.parametrize("deployment", ["lite", "server"])
+def test_filters_run_inside_milvus_with_the_metadata_store_semantics(tmp_path, request, deployment):
+    """The rows carry source/caption/meta; ``search_where`` filters inside Milvus and returns exactly
+    the top-k of the matching rows (checked against numpy over the same vectors), at full size and
+    at a Matryoshka prefix; a field only the metadata database has is handed back (None)."""
+    uri, token = (str(tmp_path / "m.db"), "") if deployment == "lite" else request.getfixturevalue("milvus_server")
+    x = unit(150, 16, seed=3)
+    fields = lambda ids: [{"source": f"img/{i}.jpg", "caption": f"item {i}", "meta": _meta(i)} for i in ids]  # noqa: E731
+    col = MilvusCollection("images", 16, 16, None, "", uri, f"filters_{deployment}", token, fields=fields)
+    col.build("Flat", x[:0])
+    col.add(np.arange(150), x)
+    q = unit(2, 16, seed=4)
+    for filters, keep in FILTER_CASES:
+        allowed = np.array([i for i in range(150) if keep(i, _meta(i))])
+        for dims in (None, 8):
+            got = col.search_where(q, filters, 10, dims)
+            assert got is not None
+            scores, ids = got
+            qd = q[:, :dims] / np.linalg.norm(q[:, :dims], axis=1, keepdims=True) if dims else q
+            xd = x[allowed, :dims] / np.linalg.norm(x[allowed, :dims], axis=1, keepdims=True) if dims else x[allowed]
+            sims = xd @ qd.T
+            n = min(10, len(allowed))
+            assert (ids[:, :n] == allowed[np.argsort(-sims, axis=0)[:n].T]).all() and (ids[:, n:] == -1).all(), \
+                (filters, dims)
+            assert np.allclose(scores[:, :n], np.sort(sims, axis=0)[::-1][:n].T, atol=1e-5)
+    assert col.search_where(q, [("content_hash", "=", "ab")], 10) is None
+    assert col.search_where(q, [("id", "=", 3)], 10, texts=True) is None  # a caption row's id is not the item's
+    empty_s, empty_i = col.search_where(q, [("colour", "=", "purple")], 10)
+    assert (empty_i == -1).all() and np.isinf(empty_s).all()
+    col.drop()
+
+
+def test_a_wrong_token_is_a_clear_error(milvus_server):
+    uri, _ = milvus_server
+    t0 = time.monotonic()
+    with pytest.raises(ModelUnavailable, match=r"refused the connection .*check the token \(VLSERVE_MILVUS_TOKEN"):
+        MilvusCollection("images", 8, 8, None, "", uri, "x", token="root:not-the-password")
+    assert time.monotonic() - t0 < 10
+
+
+def test_the_manifest_binding_travels_with_the_collection(tmp_path):
+    """A process whose manifest binds another model, or another index of the same name, is refused by
+    the collection itself; a build never drops such a collection."""
+    uri = str(tmp_path / "m.db")
+    mine = {"index": "g", "model": "toy", "fingerprint": "f1", "dim": 16, "created_at": "2026-01-01T00:00:00+00:00"}
+    col = MilvusCollection("images", 16, 16, None, "", uri, "bound", binding=mine)
+    col.build("Flat", unit(0, 16))
+    col.add(np.arange(5), unit(5, 16))
+    assert col._properties()["fingerprint"] == "f1"
+    MilvusCollection("images", 16, 16, "Flat", "", uri, "bound", binding=mine)  # the same index: fine
+    with pytest.raises(IndexModelMismatch, match=r"holds embeddings of model 'toy' \(fingerprint f1\); .* 'other'"):
+        MilvusCollection("images", 16, 16, "Flat", "", uri, "bound", binding={**mine, "model": "other",
+                                                                             "fingerprint": "f2"})
+    twin = MilvusCollection("images", 16, 16, None, "", uri, "bound", binding={**mine, "created_at": "2026-02-02"})
+    with pytest.raises(InvalidInput, match="belongs to another index named 'g'"):
+        twin.build("Flat", unit(0, 16))
+    assert col.ntotal == 5  # nothing was dropped
+
+
+def test_ivf_pq_runs_on_a_milvus_server(milvus_server, tmp_path):
+    """IVF_PQ, which Milvus Lite lacks, on the real server: the factory maps and searches find the
+    query's own vector first."""
+    uri, token = milvus_server
+    x = unit(2000, 32, seed=5)
+    col = MilvusCollection("images", 32, 32, None, "", uri, "pq", token)
+    col.build("IVF16,PQ8np", x[:0])
+    col.add(np.arange(2000), x)
+    col.save(tmp_path)  # a flush: the server builds the IVF_PQ index over sealed segments
+    _, ids = col.search(x[:5], 5)
+    assert (ids[:, 0] == np.arange(5)).all()
+    col.drop()

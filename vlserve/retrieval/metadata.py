@@ -257,3 +257,17 @@ class MetadataStore:
 
     def unreadable_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM unreadable").fetchone()[0])
+
+
+def item_fields(store: MetadataStore, ids: Sequence[int], texts: bool = False) -> list[dict[str, Any]]:
+    """Per id (an item's, or with ``texts`` a caption's), the item fields filters read: ``source``,
+    ``caption`` (the item's first caption, "" when none) and ``meta``: what a vector database stores
+    beside each vector so ``--where`` filters run inside it. Unknown ids get empty fields."""
+    if texts:
+        rows = store._rows_for_ids("SELECT t.id, i.source, i.caption, i.meta FROM texts t JOIN items i "
+                                   "ON i.id = t.item_id WHERE t.id IN ({ids})", ids)
+    else:
+        rows = store._rows_for_ids("SELECT id, source, caption, meta FROM items WHERE id IN ({ids})", ids)
+    found = {id_: {"source": source, "caption": caption or "", "meta": json.loads(meta)}
+             for id_, source, caption, meta in rows}
+    return [found.get(int(i), {"source": "", "caption": "", "meta": {}}) for i in ids]

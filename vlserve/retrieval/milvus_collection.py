@@ -9,6 +9,15 @@ with the token from ``VLSERVE_MILVUS_TOKEN``. One Milvus collection holds one vl
     id      INT64 primary key        the item's content id (re-adding it is a no-op: idempotent builds)
     full    FLOAT_VECTOR(D)          the exact L2-normalised vector: rerank, lookups, rebuilds
     coarse  FLOAT_VECTOR(d)          the Matryoshka prefix, re-normalised (only when d < D): the shortlist
+    source  VARCHAR                  the item's source, caption (its first caption, "" when none) and user
+    caption VARCHAR                  metadata (a caption's row carries its item's): ``--where`` filters run
+    meta    JSON                     inside Milvus as boolean expressions (``meta["colour"] == "red"``)
+
+The collection also carries the index's binding as collection properties (``vlserve.model``,
+``vlserve.fingerprint``, ``vlserve.dim``, ``vlserve.index``, ``vlserve.created_at``): a process opening
+it from another host checks them against its manifest, so a query from another model is refused
+exactly as with FAISS, and a build never drops a collection that belongs to another index.
+Collections are created with Strong consistency: a search sees every write acknowledged before it.
 
 The Matryoshka funnel runs as with FAISS: the ANN index (from the manifest's FAISS factory string,
 mapped below) sits on ``coarse``; the shortlist's full vectors are fetched by id and reranked
@@ -23,21 +32,26 @@ server (Milvus Lite has no IVF_PQ and refuses it here, naming what it has). Dele
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vlserve.errors import InvalidInput, MissingExtra, ModelUnavailable
+from vlserve.errors import IndexModelMismatch, InvalidInput, MissingExtra, ModelUnavailable
 from vlserve.matryoshka import truncate
 from vlserve.retrieval.factory import default_search_params
 from vlserve.retrieval.funnel import FunnelSearch, shortlist_size
 
 log = logging.getLogger("vlserve.retrieval")
 CHUNK = 2_000  # rows per insert / ids per "in" filter
+MAX_TOPK = 16_384  # Milvus's largest search limit
+MAX_TEXT = 8_192  # VARCHAR bytes kept of a source or caption (filters compare the stored prefix)
+EXACT_FILTERED_MAX = 20_000  # a filter matching at most this many rows is answered exactly
+Fields = Callable[[Sequence[int]], list[dict[str, Any]]]  # ids -> [{source, caption, meta}]
 _CLIENTS: dict[tuple[str, str], Any] = {}
 
 
@@ -68,7 +82,9 @@ def client(uri: str, token: str = "", timeout_s: float = 5.0) -> Any:
             raise ModelUnavailable(f"Milvus Lite could not open {uri} ({e.message}): is another process using it? "
                                    "Milvus Lite allows one process per .db file; serve several processes from a "
                                    "Milvus server") from None
-        raise ModelUnavailable(f"Milvus at {uri} refused the connection: {e.message}") from None
+        raise ModelUnavailable(f"Milvus at {uri} refused the connection ({e.message}): check the token "
+                               "(VLSERVE_MILVUS_TOKEN, user:password or an API key) and that the server is up"
+                               ) from None
     except Exception as e:  # grpc / network errors of many kinds: all mean the same to the caller
         raise ModelUnavailable(f"Milvus at {uri} is not reachable within {timeout_s:g} s ({type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
@@ -120,29 +136,86 @@ def collection_name(index: str, kind: str) -> str:
     return f"vlserve_{safe}_{kind}"
 
 
+def filter_expression(filters: Sequence[tuple[str, str, Any]], texts: bool = False) -> str | None:
+    """``parse_filters`` output as a Milvus boolean expression over the scalar fields, or None when a
+    filter needs the metadata database (``content_hash``, or an item ``id`` on the captions collection).
+
+    The semantics are SQLite's in the metadata store: ``source``/``caption``/``id`` are columns, any
+    other field is a key of the metadata object; a key an item lacks matches no comparison (not even
+    ``!=``), as SQL's NULL does."""
+    parts = []
+    for field, op, value in filters:
+        mop = "==" if op == "=" else op
+        if field == "content_hash" or (field == "id" and texts):
+            return None
+        if field == "id":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None
+            parts.append(f"id {mop} {value}")
+        elif field in ("source", "caption"):
+            text = value if isinstance(value, str) else json.dumps(value)
+            parts.append(f"{field} {mop} {json.dumps(text[:MAX_TEXT])}")
+        else:
+            key = f"meta[{json.dumps(field)}]"
+            # SQL's NULL matches no comparison, != included; servers before 2.4 let != match a missing key
+            cmp = f"({key} {mop} {json.dumps(value)})"
+            parts.append(f"((exists {key}) and {cmp})" if mop == "!=" else cmp)
+    return " and ".join(parts)
+
+
 class MilvusCollection:
     """``VectorCollection``'s interface on a Milvus collection (see the module docstring)."""
 
     def __init__(self, name: str, dim: int, coarse_dims: int, factory: str | None, search_params: str, uri: str,
-                 collection: str, token: str = "") -> None:
+                 collection: str, token: str = "", binding: dict[str, Any] | None = None,
+                 fields: Fields | None = None) -> None:
+        """``binding``: the manifest's identity (model, fingerprint, dim, index, created_at), stored as
+        collection properties and checked on open; ``fields``: where an added id's scalar fields come
+        from (the metadata store); without it rows get empty ones."""
         self.name, self.dim, self.coarse_dims = name, dim, coarse_dims
         self.factory, self.search_params = factory, search_params
         self.uri, self.collection = uri, collection
+        self.binding = {k: str(v) for k, v in (binding or {}).items()}
+        self.fields = fields
         self.client = client(uri, token)
+        self.scalars = False  # does the collection hold source/caption/meta (filters inside Milvus)?
         if factory is not None:
             if not self.client.has_collection(collection):
                 raise InvalidInput(f"the manifest says {name} is built, but Milvus at {uri} has no collection "
                                    f"{collection!r}: was it dropped? rebuild the index")
             self._check_schema()
+            self._check_binding()
             self.client.load_collection(collection)  # a collection is "released" in a new process until loaded
         self._ids: np.ndarray | None = None
         self._count: int | None = None
+
+    def _properties(self) -> dict[str, str]:
+        props = self.client.describe_collection(self.collection).get("properties") or {}
+        return {k.removeprefix("vlserve."): str(v) for k, v in props.items() if k.startswith("vlserve.")}
+
+    def _check_binding(self) -> None:
+        """Refuse a collection written for another model, or by another index of the same name."""
+        have = self._properties()
+        if not have or not self.binding:
+            return
+        if have.get("fingerprint") != self.binding.get("fingerprint"):
+            raise IndexModelMismatch(
+                f"Milvus collection {self.collection!r} at {self.uri} holds embeddings of model "
+                f"{have.get('model')!r} (fingerprint {have.get('fingerprint')}); this index's manifest binds "
+                f"{self.binding.get('model')!r} (fingerprint {self.binding.get('fingerprint')}). Embeddings of "
+                "different models are not comparable: open the index that built it, or rebuild under another name")
+        if have.get("created_at") != self.binding.get("created_at"):
+            raise InvalidInput(
+                f"Milvus collection {self.collection!r} at {self.uri} belongs to another index named "
+                f"{have.get('index')!r} (created {have.get('created_at')}), not this one (created "
+                f"{self.binding.get('created_at')}): give this index another name")
 
     def _check_schema(self) -> None:
         """The collection must hold this index's vectors: a ``full`` field of ``dim`` (and ``coarse`` of
         ``coarse_dims`` with a funnel); anything else is another index's or another model's collection."""
         fields = {f["name"]: f.get("params", {}).get("dim") for f in
                   self.client.describe_collection(self.collection)["fields"]}
+        self.scalars = "meta" in fields
         want = {"full": self.dim, **({"coarse": self.coarse_dims} if self.separate_search else {})}
         for field, dim in want.items():
             if fields.get(field) != dim:
@@ -172,8 +245,8 @@ class MilvusCollection:
     def dead(self) -> int:
         return 0  # Milvus deletes in place
 
-    def _iterate(self, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
-        it = self.client.query_iterator(self.collection, batch_size=CHUNK, filter="", output_fields=fields)
+    def _iterate(self, fields: list[str], where: str = "") -> Iterator[list[dict[str, Any]]]:
+        it = self.client.query_iterator(self.collection, batch_size=CHUNK, filter=where, output_fields=fields)
         try:
             while batch := it.next():
                 yield batch
@@ -222,6 +295,9 @@ class MilvusCollection:
                                             description=f"vlserve {self.name} vectors")
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("full", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("source", DataType.VARCHAR, max_length=MAX_TEXT)
+        schema.add_field("caption", DataType.VARCHAR, max_length=MAX_TEXT)
+        schema.add_field("meta", DataType.JSON)
         params = self.client.prepare_index_params()
         if self.separate_search:
             schema.add_field("coarse", DataType.FLOAT_VECTOR, dim=self.coarse_dims)
@@ -230,8 +306,25 @@ class MilvusCollection:
         else:
             params.add_index("full", metric_type="IP", **index)
         if self.client.has_collection(self.collection):
+            # left by a build of this index that stopped before its manifest was saved; another
+            # index's collection (other binding) is refused, never dropped
+            self._check_binding()
             self.client.drop_collection(self.collection)
-        self.client.create_collection(self.collection, schema=schema, index_params=params)
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self.client.create_collection(self.collection, schema=schema, index_params=params,
+                                          consistency_level="Strong")
+        except MilvusException as e:
+            if "multiple vector fields" not in e.message:
+                raise
+            raise InvalidInput(f"Milvus at {self.uri} keeps one vector field per collection (a server before "
+                               "2.4); a Matryoshka funnel index needs two (the prefix to search, the full vector "
+                               "to rerank): upgrade the server, or build with --coarse-dims none") from None
+        if self.binding:
+            self.client.alter_collection_properties(
+                self.collection, properties={f"vlserve.{k}": v for k, v in self.binding.items()})
+        self.scalars = True
         self.factory = factory
         self.search_params = self.search_params or default_search_params(factory)
         self._changed()
@@ -250,15 +343,22 @@ class MilvusCollection:
         ids, vectors = ids[keep], vectors[keep]
         coarse = truncate(vectors, self.coarse_dims) if self.separate_search else None
         for start in range(0, len(ids), CHUNK):
+            stop = min(start + CHUNK, len(ids))
+            scalars = self._scalar_rows(ids[start:stop]) if self.scalars else [{}] * (stop - start)
             rows = []
-            for j in range(start, min(start + CHUNK, len(ids))):
-                row: dict[str, Any] = {"id": int(ids[j]), "full": vectors[j]}
+            for j, extra in zip(range(start, stop), scalars, strict=True):
+                row: dict[str, Any] = {"id": int(ids[j]), "full": vectors[j], **extra}
                 if coarse is not None:
                     row["coarse"] = coarse[j]
                 rows.append(row)
             self.client.insert(self.collection, rows)
         self._changed()
         return int(keep.sum())
+
+    def _scalar_rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
+        got = self.fields([int(i) for i in ids]) if self.fields else [{} for _ in ids]
+        return [{"source": str(f.get("source") or "")[:MAX_TEXT], "caption": str(f.get("caption") or "")[:MAX_TEXT],
+                 "meta": f.get("meta") or {}} for f in got]
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64)
@@ -275,12 +375,14 @@ class MilvusCollection:
         self._count = None
 
     # ---- search ------------------------------------------------------------------------------------
-    def _ann(self, queries: np.ndarray, field: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    def _ann(self, queries: np.ndarray, field: str, limit: int, where: str = "") -> tuple[np.ndarray, np.ndarray]:
         assert self.factory is not None
         _, base = milvus_index(self.factory, is_lite(self.uri))
+        index_params = _search_params(self.search_params, base) if field == "coarse" or not self.separate_search \
+            else {}
+        limit = min(limit, MAX_TOPK)
         res = self.client.search(self.collection, data=[q for q in queries], anns_field=field, limit=limit,
-                                 search_params={"metric_type": "IP", "params": _search_params(self.search_params,
-                                                                                              base)},
+                                 filter=where, search_params={"metric_type": "IP", "params": index_params},
                                  output_fields=["id"])
         scores = np.full((len(queries), limit), -np.inf, np.float32)
         ids = np.full((len(queries), limit), -1, np.int64)
@@ -311,6 +413,40 @@ class MilvusCollection:
         subset = subset[self.has(subset)]
         cands = np.broadcast_to(subset, (len(queries), len(subset)))
         return FunnelSearch(None, self.vectors, self.dim, self.dim).rerank(queries, cands, k, dimensions or self.dim)
+
+    def search_where(self, queries: np.ndarray, filters: Sequence[tuple[str, str, Any]], k: int,
+                     dimensions: int | None = None, shortlist: int | None = None,
+                     texts: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-k among the rows matching ``filters``, filtered inside Milvus; None when this collection
+        or filter cannot be (no scalar fields, or a field only the metadata database has).
+
+        A selective filter (at most ``EXACT_FILTERED_MAX`` matches) is answered exactly, as the FAISS
+        path answers it: the ``full`` field's FLAT index under the filter at full dimension, or the
+        matching ids reranked at a Matryoshka ``dimensions``. A broad one runs the funnel with the
+        filter applied to the shortlist search."""
+        expr = filter_expression(filters, texts)
+        if not self.scalars or expr is None:
+            return None
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        empty = np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        if not self.built:
+            return empty
+        rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
+        n = int(rows[0]["count(*)"])
+        if n == 0:
+            return empty
+        dims = dimensions or self.dim
+        if n <= EXACT_FILTERED_MAX:
+            if dims == self.dim and self.separate_search:  # FLAT on full: exact, in one round trip
+                return self._ann(q, "full", k, expr)
+            ids = np.asarray([r["id"] for batch in self._iterate(["id"], expr) for r in batch], np.int64)
+            cands = np.broadcast_to(ids, (len(q), len(ids)))
+            return FunnelSearch(None, self.vectors, self.dim, self.dim).rerank(q, cands, k, dims)
+        field = "coarse" if self.separate_search else "full"
+        s = shortlist_size(k, shortlist, n)
+        _, cand = self._ann(np.ascontiguousarray(truncate(q, self.coarse_dims) if self.separate_search else q),
+                            field, s, expr)
+        return FunnelSearch(None, self.vectors, self.coarse_dims, self.dim).rerank(q, cand, k, dims)
 
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

@@ -2,9 +2,11 @@
 image->text (when captions were indexed), with top-k, pagination, Matryoshka ``dimensions`` and
 metadata filters.
 
-Filters run in SQLite first. A selective filter (at most ``EXACT_SUBSET_MAX`` matches) is answered
-exactly by scoring just those items; a broad one by over-fetching from the index (doubling) and
-keeping the matches, which stays fast because most candidates pass.
+On Milvus, filters run inside the database (the rows carry their item's source, caption and
+metadata; see ``milvus_collection.search_where``). On FAISS they run in SQLite first: a selective
+filter (at most ``EXACT_SUBSET_MAX`` matches) is answered exactly by scoring just those items; a
+broad one by over-fetching from the index (doubling) and keeping the matches, which stays fast
+because most candidates pass. Both give the same hits for exact indexes.
 """
 
 from __future__ import annotations
@@ -105,7 +107,12 @@ class Searcher:
             raise InvalidInput(f"index {m.name!r} has no captions indexed, so it cannot search texts")
         filters = parse_filters(where)
         want = offset + k
-        if filters:
+        inside = getattr(col, "search_where", None)  # a vector database filters itself (Milvus)
+        pushed = inside(q, filters, want, dimensions, shortlist, texts=target == "texts") \
+            if filters and inside else None
+        if pushed is not None:
+            scores, ids = pushed
+        elif filters:
             allowed = self.index.meta.select(filters, texts=target == "texts")
             if len(allowed) <= EXACT_SUBSET_MAX:
                 scores, ids = col.search_subset(q, allowed, want, dimensions)

@@ -64,17 +64,24 @@ def milvus_uri(folder: Path, manifest: IndexManifest) -> str:
 
 
 def open_collection(folder: Path, m: IndexManifest, kind: str, factory: str | None,
-                    search_params: str) -> VectorCollection | Any:
-    """The ``images`` or ``texts`` collection of an index, on the manifest's backend."""
+                    search_params: str, meta: MetadataStore | None = None) -> VectorCollection | Any:
+    """The ``images`` or ``texts`` collection of an index, on the manifest's backend (on Milvus, rows
+    carry their item's filter fields from ``meta``, and the collection the manifest's binding)."""
     if m.backend == "faiss":
         return VectorCollection.load(folder, kind, m.dim, m.coarse_dims, factory, search_params)
     if m.backend == "milvus":
+        from vlserve.retrieval.metadata import item_fields
         from vlserve.retrieval.milvus_collection import MilvusCollection, collection_name
         from vlserve.settings import Settings
 
         token = Settings().milvus_token
+        binding = {"index": m.name, "model": m.model_spec, "fingerprint": m.fingerprint, "dim": m.dim,
+                   "matryoshka_dims": m.matryoshka_dims or [], "created_at": m.created_at}
+        store = meta
+        fields = (lambda ids: item_fields(store, ids, texts=kind == "texts")) if store is not None else None
         return MilvusCollection(kind, m.dim, m.coarse_dims, factory, search_params, milvus_uri(folder, m),
-                                collection_name(m.name, kind), token.get_secret_value() if token else "")
+                                collection_name(m.name, kind), token.get_secret_value() if token else "",
+                                binding=binding, fields=fields)
     raise InvalidInput(f"index {m.name!r}: unknown backend {m.backend!r}; known: {', '.join(BACKENDS)}")
 
 
@@ -86,8 +93,8 @@ class ImageTextIndex:
         self.manifest = manifest
         self.meta = MetadataStore(folder)
         m = manifest
-        self.images = open_collection(folder, m, "images", m.factory, m.search_params)
-        self.texts = open_collection(folder, m, "texts", m.text_factory, "")
+        self.images = open_collection(folder, m, "images", m.factory, m.search_params, self.meta)
+        self.texts = open_collection(folder, m, "texts", m.text_factory, "", self.meta)
 
     @property
     def name(self) -> str:
