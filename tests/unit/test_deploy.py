@@ -1,6 +1,9 @@
 """deploy/ stays in step with the code: the compose file parses, its ports, setting names, commands,
 health endpoints and service wiring agree with vlserve's settings, CLI and routes (a test fails on
-drift), and the Dockerfiles pin their base images and run commands that exist."""
+drift), and the Dockerfiles pin their base images and run commands that exist. The Milvus parts (the
+compose profile, the chart's dependency and token Secret, the build commands of the README and the Ray
+example) are held to the same: the services exist, the token variable is the one the settings read,
+and every documented `vlserve index build` uses real flags and a URI that names the server."""
 
 from __future__ import annotations
 
@@ -25,8 +28,15 @@ def option(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1]
 
 
+def profile(compose: dict[str, Any], name: str | None) -> set[str]:
+    """The services a profile adds (None: the default stack, services without profiles)."""
+    return {k for k, v in compose["services"].items() if (name in v.get("profiles", []) if name else
+                                                          not v.get("profiles"))}
+
+
 def test_services_and_their_images(compose):
-    assert set(compose["services"]) == {"triton", "gateway", "ui"}
+    assert profile(compose, None) == {"triton", "gateway", "ui"}
+    assert profile(compose, "milvus") == {"etcd", "minio", "milvus"}
     for service in compose["services"].values():
         assert ":" in service["image"] and not service["image"].endswith(":latest")
 
@@ -88,6 +98,86 @@ def test_commands_are_real_cli_commands(compose):
         sub = cli.commands[command[1]]  # type: ignore[attr-defined]
         flags = {opt for p in sub.params for opt in p.opts}
         assert {a for a in command[2:] if a.startswith("--")} <= flags, (name, command)
+
+
+def index_build_flags() -> set[str]:
+    from typer.main import get_command
+
+    from vlserve.cli import app
+
+    build = get_command(app).commands["index"].commands["build"]  # type: ignore[attr-defined]
+    return {opt for p in build.params for opt in p.opts}
+
+
+def test_milvus_profile_is_a_standalone_server(compose):
+    services = compose["services"]
+    milvus, etcd, minio = services["milvus"], services["etcd"], services["minio"]
+    assert re.fullmatch(r"milvusdb/milvus:v2\.\d+\.\d+", milvus["image"])
+    assert etcd["image"].startswith("quay.io/coreos/etcd:v3.") and minio["image"].startswith("minio/minio:")
+    assert milvus["command"] == ["milvus", "run", "standalone"]
+    assert "http://localhost:9091/healthz" in milvus["healthcheck"]["test"]
+    assert milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379" and "-listen-client-urls=http://0.0.0.0:2379" in \
+        etcd["command"]
+    assert milvus["environment"]["MINIO_ADDRESS"] == "minio:9000" and "/minio/health/live" in \
+        " ".join(minio["healthcheck"]["test"])
+    assert set(milvus["depends_on"]) == {"etcd", "minio"} and "127.0.0.1:19530:19530" in milvus["ports"]
+    for service in (milvus, etcd, minio):  # data on named volumes, declared
+        for mount in service["volumes"]:
+            assert mount.split(":")[0] in compose["volumes"], mount
+
+
+def test_gateway_waits_for_milvus_only_with_the_profile(compose):
+    services = compose["services"]
+    assert services["gateway"]["depends_on"]["milvus"] == {"condition": "service_healthy", "required": False}
+    # the default stack depends on no profiled service it would require
+    for name in profile(compose, None):
+        for dep, how in services[name].get("depends_on", {}).items():
+            assert dep in profile(compose, None) or how.get("required") is False, (name, dep)
+
+
+def test_the_milvus_token_variable_is_the_one_the_settings_read(compose, monkeypatch):
+    for name in ("gateway", "ui"):  # the UI's build and remove jobs run `vlserve index` too
+        assert compose["services"][name]["environment"]["VLSERVE_MILVUS_TOKEN"] == "${VLSERVE_MILVUS_TOKEN:-}"
+    monkeypatch.setenv("VLSERVE_MILVUS_TOKEN", "root:secret")
+    token = Settings().milvus_token
+    assert token is not None and token.get_secret_value() == "root:secret"
+    monkeypatch.setenv("VLSERVE_MILVUS_TOKEN", "")  # compose's default when unset: no token sent
+    assert not (Settings().milvus_token or "")
+
+
+def documented_builds(text: str) -> list[str]:
+    """Every `vlserve index build ...` of a README or a comment, continuation lines joined."""
+    joined = re.sub(r"\\\n#?\s*", " ", text)
+    return re.findall(r"vlserve index build ([^\n`]*)", joined)
+
+
+def test_readme_builds_a_milvus_index_the_gateway_can_reach(compose):
+    readme = (DEPLOY / "README.md").read_text()
+    builds = [b for b in documented_builds(readme) if "--backend milvus" in b]
+    assert len(builds) == 2  # compose, helm
+    flags = index_build_flags()
+    for build in builds:
+        assert {a for a in build.split() if a.startswith("--")} <= flags, build
+    compose_build = next(b for b in builds if "http://milvus:" in b)
+    port = option(compose_build.split(), "--uri").rsplit(":", 1)[1]
+    assert any(p.endswith(f":{port}:{port}") for p in compose["services"]["milvus"]["ports"])
+    model = option(compose_build.split(), "--model")
+    assert model == compose["services"]["gateway"]["environment"]["VLSERVE_MODEL"]
+    assert "--profile milvus up" in readme and "helm dependency update deploy/helm/vlserve" in readme
+    from vlserve.retrieval.store import BACKENDS
+
+    assert "milvus" in BACKENDS
+
+
+def test_the_app_image_can_talk_to_milvus():
+    import tomllib
+
+    cpu = (DEPLOY / "docker" / "Dockerfile.cpu").read_text()
+    extras = re.search(r'pip install "\.\[([\w,]+)\]"', cpu)
+    assert extras and "milvus" in extras.group(1).split(",")
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    assert set(extras.group(1).split(",")) <= set(project["optional-dependencies"])
+    assert any(d.startswith("pymilvus") for d in project["optional-dependencies"]["milvus"])
 
 
 def test_dockerfiles_pin_bases_and_build_with_real_options():
@@ -165,6 +255,31 @@ def test_chart_api_key_file_is_where_the_secret_is_mounted(chart):
     assert env and mount and env.group(1) == mount.group(1)
 
 
+def test_chart_declares_milvus_as_an_optional_dependency(chart):
+    values, _ = chart
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    (dep,) = [d for d in meta["dependencies"] if d["name"] == "milvus"]
+    assert dep["condition"] == "milvus.enabled" and values["milvus"]["enabled"] is False
+    assert dep["repository"].rstrip("/") == "https://zilliztech.github.io/milvus-helm"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dep["version"])  # pinned
+    milvus = values["milvus"]  # standalone, as the chart's README installs it
+    assert milvus["cluster"]["enabled"] is False and milvus["etcd"]["replicaCount"] == 1
+    assert milvus["minio"]["mode"] == "standalone" and milvus["pulsarv3"]["enabled"] is False
+    assert "charts/" in (DEPLOY.parent / ".gitignore").read_text()  # fetched by `helm dependency update`
+
+
+def test_chart_milvus_token_comes_from_a_secret(chart):
+    values, templates = chart
+    assert set(values["milvusToken"]) == {"existingSecret", "key"} and values["milvusToken"]["existingSecret"] == ""
+    helper = re.search(r'define "vlserve\.milvusTokenEnv".*?end -\}\}', templates, re.S)
+    assert helper and "if .Values.milvusToken.existingSecret" in helper.group(0)
+    assert re.search(r"name: VLSERVE_MILVUS_TOKEN\n\s+valueFrom:\n\s+secretKeyRef: \{name: \{\{ "
+                     r"\.Values\.milvusToken\.existingSecret \}\}, key: \{\{ \.Values\.milvusToken\.key \}\}\}",
+                     helper.group(0))
+    for name in ("gateway", "ui"):
+        assert 'include "vlserve.milvusTokenEnv"' in (CHART / "templates" / f"{name}.yaml").read_text(), name
+
+
 def test_ray_cluster_config_matches_the_images_and_the_cli(chart):
     values, _ = chart
     text = (DEPLOY / "ray" / "raycluster.yaml").read_text()
@@ -176,12 +291,10 @@ def test_ray_cluster_config_matches_the_images_and_the_cli(chart):
     assert worker["image"] == f"{values['images']['triton']['repository']}:{values['images']['triton']['tag']}"
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     client = next(p["containerPort"] for p in head["ports"] if p["name"] == "client")
-    usage = re.search(r"#\s+vlserve index build (.*?)\n(?!#\s+-)", text.replace("\\\n#", ""), re.S)
-    assert usage and f":{client}" in usage.group(1)
-    from typer.main import get_command
-
-    from vlserve.cli import app
-
-    build = get_command(app).commands["index"].commands["build"]  # type: ignore[attr-defined]
-    flags = {opt for p in build.params for opt in p.opts}
-    assert set(re.findall(r"(--[\w-]+)", usage.group(1))) <= flags
+    usages = documented_builds(text)
+    assert len(usages) == 2 and "--backend milvus" in usages[1]  # FAISS, then the Milvus variant
+    flags = index_build_flags()
+    for usage in usages:
+        assert f":{client}" in usage and set(re.findall(r"(--[\w-]+)", usage)) <= flags
+    uri = option(usages[1].split(), "--uri")  # the chart's Milvus Service, RELEASE-milvus:PORT
+    assert re.fullmatch(r"http://[a-z0-9-]+-milvus:19530", uri)

@@ -21,3 +21,10 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: api-keys, mountPath: /run/secrets/vlserve, readOnly: true}
 {{- end }}
 {{- end -}}
+{{- define "vlserve.milvusTokenEnv" -}}
+{{- if .Values.milvusToken.existingSecret }}
+- name: VLSERVE_MILVUS_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.milvusToken.existingSecret }}, key: {{ .Values.milvusToken.key }}}
+{{- end }}
+{{- end -}}
