@@ -64,7 +64,9 @@ def build_both(name: str, x: np.ndarray, dim: int, db: Path, chunk: int) -> tupl
     t_insert = time.perf_counter() - t
     m.save(db.parent)  # flush: segments sealed and indexed
     close_client(str(db))  # then opened afresh, as a serving process opens it (loads the collection)
+    t_open = time.perf_counter()
     m = MilvusCollection("images", dim, coarse, factory, m.search_params, str(db), f"bench_{name}")
+    out["milvus_open_s"] = round(time.perf_counter() - t_open, 1)
     out["milvus_build_s"] = round(time.perf_counter() - t, 1)
     out["milvus_insert_s"] = round(t_insert, 1)
     return f, m, out

@@ -1,6 +1,9 @@
-"""The Ray runner (Ray Data on a local 2-CPU Ray) gives the same index as the local runner."""
+"""The Ray runner (Ray Data on a local 2-CPU Ray) gives the same index as the local runner, into FAISS
+files and into Milvus (Milvus Lite: the workers embed, the driver writes the collection)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -24,15 +27,25 @@ def test_ray_runner_matches_local_runner(tmp_path):
                                                                   progress=False), encoder=toy)
     ray = build(tmp_path / "idx", "ray", source, BuildOptions(runner="ray", ray_num_cpus=2, batch_size=16,
                                                               shard_size=20, progress=False), encoder=toy)
-    for key in ("count", "text_count", "unreadable", "duplicates"):
-        assert local[key] == ray[key], key
-    assert ray["count"] == 59 and ray["runner"] == "ray"
-    a, b = ImageTextIndex.open(tmp_path / "idx", "local"), ImageTextIndex.open(tmp_path / "idx", "ray")
-    for name in ("images", "texts"):
-        ca, cb = getattr(a, name), getattr(b, name)
-        np.testing.assert_array_equal(ca.ids(), cb.ids())
-        cos = (ca.vectors(ca.ids()) * cb.vectors(cb.ids())).sum(axis=1)
-        assert cos.min() >= 0.9999, (name, cos.min())
-    assert a.meta.get(a.images.ids().tolist()) == b.meta.get(b.images.ids().tolist())
+    milvus = None
+    if importlib.util.find_spec("milvus_lite"):
+        milvus = build(tmp_path / "idx", "ray-milvus", source,
+                       BuildOptions(runner="ray", ray_num_cpus=2, batch_size=16, shard_size=20, progress=False,
+                                    backend="milvus"), encoder=toy)
+    for other in (ray, milvus):
+        if other is None:
+            continue
+        for key in ("count", "text_count", "unreadable", "duplicates"):
+            assert local[key] == other[key], key
+        assert other["count"] == 59 and other["runner"] == "ray"
+    a = ImageTextIndex.open(tmp_path / "idx", "local")
+    for name in ("ray", "ray-milvus") if milvus else ("ray",):
+        b = ImageTextIndex.open(tmp_path / "idx", name)
+        for kind in ("images", "texts"):
+            ca, cb = getattr(a, kind), getattr(b, kind)
+            np.testing.assert_array_equal(ca.ids(), cb.ids())
+            cos = (ca.vectors(ca.ids()) * cb.vectors(cb.ids())).sum(axis=1)
+            assert cos.min() >= 0.9999, (name, kind, cos.min())
+        assert a.meta.get(a.images.ids().tolist()) == b.meta.get(b.images.ids().tolist())
+        b.close()
     a.close()
-    b.close()
