@@ -210,6 +210,11 @@ class VectorCollection:
         self._changed()
         return n
 
+    def close(self) -> None:
+        """Release the disk store's file descriptor (nothing to do in RAM)."""
+        if isinstance(self.store, DiskStore):
+            self.store.close()
+
     def _changed(self) -> None:
         self._device_index = None
 

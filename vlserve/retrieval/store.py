@@ -116,6 +116,9 @@ class ImageTextIndex:
 
     def close(self) -> None:
         self.meta.close()
+        for col in (self.images, self.texts):
+            if isinstance(col, VectorCollection):
+                col.close()
 
     # ---- writing -----------------------------------------------------------------------------------
     def merge(self, factory: str | None = None) -> int:
