@@ -241,7 +241,7 @@ def phase_truth(args: argparse.Namespace, out: Path) -> None:
     np.save(out / "truth.npy", best_i)
     (out / "truth.json").write_text(json.dumps({
         "truth_s": round(time.perf_counter() - t, 1), "fp16_sample_rows": int(min(args.fp16_sample, args.n)),
-        "fp16_exact_recall@10_vs_fp32": round(recall(sub["fp16"][1], sub["fp32"][1]), 4),
+        "fp16_exact_recall@10_vs_fp32": round(recall(sub["fp16"][1], sub["fp32"][1]), 4) if args.fp16_sample else None,
         "fp16_max_abs_score_error": round(max_err, 5),
         "rss_gib": proc_status()}))
 
