@@ -17,3 +17,6 @@ $PY benchmarks/bench_funnel.py --data toy --n 30000 --tag _toy
 $PY benchmarks/bench_precision.py --batch 16 --rounds 5
 $PY benchmarks/parity_report.py
 nice -n 19 $PY benchmarks/bench_gateway.py
+$PY benchmarks/bench_10m.py --n 200000 --factory IVF2048,PQ16np --fp16-sample 0 --sweep "" --tag _200k_pq16np
+$PY benchmarks/bench_10m.py --n 200000 --factory IVF2048,SQ8 --fp16-sample 0 --sweep "" --tag _200k_sq8
+$PY benchmarks/bench_10m.py --n 10000000  # ~25 min more, 10.3 GB of temporary files (deleted at the end)

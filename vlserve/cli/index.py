@@ -12,7 +12,7 @@ from vlserve.cli.common import check_files, naming_files, print_json, runtime, s
 from vlserve.errors import InvalidInput, NotFound
 
 index_app = typer.Typer(no_args_is_help=True,
-                        help="FAISS indexes bound to their model: build, add, info, search, remove.")
+                        help="FAISS indexes bound to their model: build, add, info, search, remove, compact.")
 
 IndexDirOpt = Annotated[Path | None, typer.Option("--index-dir", help="default: $VLSERVE_INDEX_DIR or ./index")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="model spec (default: the index's own)")]
@@ -66,6 +66,9 @@ def build_cmd(
     uri: Annotated[str | None, typer.Option(help="--backend milvus: a .db path runs Milvus Lite (default: milvus.db "
                                                  "in the index folder); http://host:19530 a Milvus server "
                                                  "(token: $VLSERVE_MILVUS_TOKEN)")] = None,
+    rerank_store: Annotated[str | None, typer.Option(
+        "--rerank-store", help="a new faiss index's exact vectors: ram (default) | disk-fp16 (fp16 rows on disk "
+                               "file: for indexes bigger than RAM, see docs/retrieval.md)")] = None,
     index_dir: IndexDirOpt = None,
 ) -> None:
     """Embed every image of SOURCE into index NAME. Resumable (re-run the same command after a crash)
@@ -73,7 +76,7 @@ def build_cmd(
     _build(name, [source], model, runner=runner, workers=workers, batch_size=batch_size, shard_size=shard_size,
            factory=factory, coarse_dims=coarse_dims, captions=captions, image_col=image_col,
            caption_col=caption_col, progress=progress, ray_address=ray_address, ray_num_cpus=ray_num_cpus,
-           backend=backend, uri=uri, index_dir=index_dir)
+           backend=backend, uri=uri, rerank_store=rerank_store, index_dir=index_dir)
 
 
 @index_app.command("add")
@@ -205,6 +208,22 @@ def search_cmd(
             queries = [f"embedding {i}" for i in range(len(pages))]
         print_json({"index": name, "model": idx.manifest.model_spec, "target": target, "count": idx.manifest.count,
               "results": [{"query": q, **page.to_dict()} for q, page in zip(queries, pages, strict=True)]})
+    finally:
+        idx.close()
+
+
+@index_app.command("compact")
+def compact_cmd(name: Annotated[str, typer.Argument()], index_dir: IndexDirOpt = None) -> None:
+    """Drop deleted vectors from the search index: HNSW cannot delete in place, so removed items stay in
+    it (filtered at query time) until this rebuilds it from the exact store; saved atomically. Prints
+    dead vectors before and after, and the seconds it took."""
+    from vlserve.retrieval.fsutil import writer_lock
+    from vlserve.retrieval.store import ImageTextIndex
+
+    idx = ImageTextIndex.open(_root(index_dir), name)
+    try:
+        with writer_lock(idx.folder):
+            print_json(idx.compact())
     finally:
         idx.close()
 

@@ -42,6 +42,7 @@ class BuildOptions:
     ray_num_cpus: int | None = None     # a local Ray instance's CPUs (tests: 2)
     backend: str = "faiss"              # a new index's vector store: faiss or milvus
     uri: str | None = None              # milvus: a .db path (Milvus Lite; default: milvus.db in the index) or URL
+    rerank_store: str | None = None     # faiss: a new index's exact store, ram | disk-fp16 (None: ram, or as it is)
 
     def check(self) -> None:
         from vlserve.retrieval.store import BACKENDS
@@ -50,6 +51,10 @@ class BuildOptions:
             raise InvalidInput(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.uri is not None and self.backend != "milvus":
             raise InvalidInput("--uri is for --backend milvus")
+        from vlserve.retrieval.collection import RERANK_STORES
+
+        if self.rerank_store is not None and self.rerank_store not in RERANK_STORES:
+            raise InvalidInput(f"--rerank-store must be one of {', '.join(RERANK_STORES)}, got {self.rerank_store!r}")
         if self.runner not in RUNNERS:
             raise InvalidInput(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         for name in ("batch_size", "shard_size"):
@@ -103,6 +108,9 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
                     opts.backend != "faiss" or opts.uri):
                 raise InvalidInput(f"index {name!r} lives on {manifest.backend}" + (f" at {manifest.uri}" if
                                    manifest.uri else "") + "; --backend/--uri cannot move an existing index")
+            if opts.rerank_store is not None and opts.rerank_store != manifest.rerank_store:
+                raise InvalidInput(f"index {name!r} keeps its exact vectors in a {manifest.rerank_store} store; "
+                                   "--rerank-store cannot change an existing index (build a new one)")
             index = ImageTextIndex(folder, manifest)
         else:
             dim = encoder.embed_dim
@@ -111,7 +119,7 @@ def build(root: Path, name: str, sources: list[str], opts: BuildOptions, model: 
                                      fingerprint=encoder.fingerprint, family=encoder.family, dim=dim,
                                      matryoshka_dims=declared,
                                      coarse_dims=choose_coarse_dims(opts.coarse_dims, dim, declared),
-                                     backend=opts.backend, uri=opts.uri)
+                                     backend=opts.backend, uri=opts.uri, rerank_store=opts.rerank_store or "ram")
             index = ImageTextIndex.create(root, manifest)
         try:
             return _run(index, items, sources, opts, encoder, t0)

@@ -52,6 +52,9 @@ class IndexManifest(BaseModel):
     backend: str = Field("faiss", description="where the vectors live: faiss (files in the index folder) or milvus")
     uri: str | None = Field(None, description="milvus: the Milvus URI (a .db path runs Milvus Lite; http://host:port "
                                               "a server); relative paths are under the index folder")
+    rerank_store: str = Field("ram", description="faiss: where the exact full-dimension vectors live: ram (a FAISS "
+                                                 "flat file loaded into memory) | disk-fp16 (fp16 rows on disk, "
+                                                 "read at random); milvus ignores it")
     count: int = 0
     text_count: int = 0
     sources: list[str] = Field(default_factory=list)

@@ -3,7 +3,8 @@ the image (and caption) collections, and the embedding shards written by bulk bu
 
     index/NAME/manifest.json        model spec + fingerprint, dims, factory, counts (the contract)
     index/NAME/meta.sqlite          items, captions, shard checkpoint, unreadable inputs
-    index/NAME/images.full.faiss    exact full-dimension vectors (rerank store)
+    index/NAME/images.full.faiss    exact full-dimension vectors (rerank store), or with the manifest's
+    index/NAME/images.rerank.*        rerank_store "disk-fp16": fp16 rows, ids and head (disk_store.py)
     index/NAME/images.faiss         search index over the Matryoshka prefix (when separate)
     index/NAME/texts*.faiss         the same for captions (image -> text search)
     index/NAME/shards/*.npz         embedding shards: the build's durable output, merged into FAISS
@@ -68,7 +69,7 @@ def open_collection(folder: Path, m: IndexManifest, kind: str, factory: str | No
     """The ``images`` or ``texts`` collection of an index, on the manifest's backend (on Milvus, rows
     carry their item's filter fields from ``meta``, and the collection the manifest's binding)."""
     if m.backend == "faiss":
-        return VectorCollection.load(folder, kind, m.dim, m.coarse_dims, factory, search_params)
+        return VectorCollection.load(folder, kind, m.dim, m.coarse_dims, factory, search_params, m.rerank_store)
     if m.backend == "milvus":
         from vlserve.retrieval.metadata import item_fields
         from vlserve.retrieval.milvus_collection import MilvusCollection, collection_name
@@ -122,6 +123,9 @@ class ImageTextIndex:
 
     def close(self) -> None:
         self.meta.close()
+        for col in (self.images, self.texts):
+            if isinstance(col, VectorCollection):
+                col.close()
 
     # ---- writing -----------------------------------------------------------------------------------
     def merge(self, factory: str | None = None) -> int:
@@ -197,6 +201,21 @@ class ImageTextIndex:
         self.texts.remove(np.array(gone_texts, np.int64))
         self._save()
         return len(gone)
+
+    def compact(self) -> dict[str, Any]:
+        """Rebuild the search indexes from the exact stores without the deleted vectors an HNSW index
+        keeps (it cannot delete in place), and save atomically. Returns dead counts before and after."""
+        import time
+
+        t0 = time.perf_counter()
+        before = {"images": self.images.dead, "texts": self.texts.dead}
+        for col in (self.images, self.texts):
+            if col.built and col.dead:
+                col.rebuild_search()
+        self._save()
+        return {"index": self.name, "factory": self.images.factory, "count": self.images.ntotal,
+                "dead_before": before, "dead_after": {"images": self.images.dead, "texts": self.texts.dead},
+                "seconds": round(time.perf_counter() - t0, 3)}
 
     def reconcile(self) -> dict[str, int]:
         """Bring FAISS in line with the metadata store after a crash: drop vectors whose items are gone,
