@@ -121,8 +121,10 @@ def test_factory_rule_by_size():
     assert fx.choose_factory(1000, 512) == "Flat"
     assert fx.choose_factory(fx.FLAT_MAX, 512) == "HNSW32,Flat"
     assert fx.choose_factory(10_000_000, 512) == "IVF16384,PQ64np"
-    assert fx.choose_factory(10_000_000, 64) == "IVF16384,PQ16np"
+    assert fx.choose_factory(10_000_000, 64) == "IVF16384,SQ8"  # a Matryoshka prefix: SQ8 (bench_10m)
     assert fx.default_search_params("IVF4096,PQ64") == "nprobe=64"
+    assert fx.default_search_params("IVF16384,SQ8") == "nprobe=128"
+    assert fx.default_search_params("IVF64,Flat") == "nprobe=64"
     assert fx.default_search_params("HNSW32,Flat") == "efSearch=128"
 
 

@@ -32,6 +32,7 @@ def test_factory_strings_map_to_milvus_indexes():
     assert index == {"index_type": "HNSW", "params": {"M": 32, "efConstruction": 200}} and search == {"ef": 128}
     assert milvus_index("IVF1024,Flat", lite=True)[0] == {"index_type": "IVF_FLAT", "params": {"nlist": 1024}}
     assert milvus_index("IVF4096,PQ64np", lite=False)[0]["index_type"] == "IVF_PQ"
+    assert milvus_index("IVF16384,SQ8", lite=True)[0] == {"index_type": "IVF_SQ8", "params": {"nlist": 16384}}
     with pytest.raises(InvalidInput, match="Milvus Lite has no IVF_PQ"):
         milvus_index("IVF4096,PQ64np", lite=True)
     with pytest.raises(InvalidInput, match="no Milvus counterpart"):

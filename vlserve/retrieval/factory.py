@@ -9,10 +9,13 @@ prefix when the funnel is on), metric inner product on L2-normalised vectors:
   full-dimension rerank, ~10x Flat's single-query speed at 1M; no training, but builds slowly
   (~6 min per 1M x 512 on two cores, much less on a 64-d prefix) and cannot delete in place (deleted
   ids are dropped at rerank time, see ``collection.py``).
-* ``n >= 5,000,000``: ``IVF{nlist},PQ{m}np`` with ``nlist`` ~ 4 sqrt(n) (a power of two) and ``m`` =
-  d/8 bytes per vector (d/4 below 512 dims): compact enough for tens of millions of vectors;
-  trained on a sample of ``64 * nlist`` vectors; PQ's approximation is repaired by reranking the
-  shortlist with the exact full-dimension vectors.
+* ``n >= 5,000,000``: IVF with ``nlist`` ~ 4 sqrt(n) (a power of two), trained on a sample of
+  ``64 * nlist`` vectors, searched with ``nprobe`` = max(64, nlist / 128). Codes: on a Matryoshka
+  prefix of at most 128 dims, ``SQ8`` (d bytes per vector: 64 B at 64-d, 0.64 GB per 10M); at 10M x
+  64-d it gave recall@10 0.970 after the exact rerank at nprobe 128 (``bench_10m.json``), where
+  ``PQ16`` lost too much (0.795 vs SQ8's 0.880 at 200k, ``bench_10m_200k_*.json``). Wider search
+  vectors get ``PQ{m}np`` with ``m`` = d/8 bytes (d/4 below 512): compact enough for tens of millions
+  of vectors, its approximation repaired by the exact full-dimension rerank.
 
 ``--factory`` overrides the rule with any FAISS factory string (``"HNSW32,Flat"``, ``"IVF4096,PQ64"``).
 GPU FAISS (the ``[gpu]`` extra) is used for search when a GPU is visible, for index types it supports.
@@ -41,6 +44,8 @@ def choose_factory(n: int, d: int) -> str:
     if n < HNSW_MAX:
         return "HNSW32,Flat"
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    if d <= 128:
+        return f"IVF{nlist},SQ8"
     m = d // 8 if d >= 512 else max(1, d // 4)
     while d % m:
         m -= 1
@@ -51,7 +56,8 @@ def default_search_params(factory: str) -> str:
     """Search-time knobs recorded in the manifest: nprobe for IVF, efSearch for HNSW."""
     params = []
     if m := re.search(r"IVF(\d+)", factory):
-        params.append(f"nprobe={min(int(m.group(1)), 64)}")
+        nlist = int(m.group(1))
+        params.append(f"nprobe={min(nlist, max(64, nlist // 128))}")
     if "HNSW" in factory:
         params.append("efSearch=128")
     return ",".join(params)

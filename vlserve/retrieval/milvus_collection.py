@@ -26,7 +26,8 @@ FLAT index (Milvus needs one on every vector field to load a collection), so an 
 funnel searches it exactly.
 
 FAISS factory -> Milvus index: ``Flat`` -> FLAT; ``HNSW{M}[,Flat]`` -> HNSW (M, efConstruction 200;
-``efSearch`` -> ``ef``); ``IVF{n},Flat`` -> IVF_FLAT (``nprobe``); ``IVF{n},PQ{m}`` -> IVF_PQ on a
+``efSearch`` -> ``ef``); ``IVF{n},Flat`` -> IVF_FLAT (``nprobe``); ``IVF{n},SQ8`` -> IVF_SQ8;
+``IVF{n},PQ{m}`` -> IVF_PQ on a
 server (Milvus Lite has no IVF_PQ and refuses it here, naming what it has). Deletes are in place
 (no dead vectors to over-fetch).
 """
@@ -117,14 +118,16 @@ def milvus_index(factory: str, lite: bool) -> tuple[dict[str, Any], dict[str, An
         return {"index_type": "HNSW", "params": {"M": int(m.group(1)), "efConstruction": 200}}, {"ef": 128}
     if m := re.fullmatch(r"IVF(\d+),Flat", f):
         return {"index_type": "IVF_FLAT", "params": {"nlist": int(m.group(1))}}, {"nprobe": 64}
+    if m := re.fullmatch(r"IVF(\d+),SQ8", f):
+        return {"index_type": "IVF_SQ8", "params": {"nlist": int(m.group(1))}}, {"nprobe": 64}
     if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(x\d+)?(np)?", f):
         if lite:
             raise InvalidInput(f"factory {factory!r}: Milvus Lite has no IVF_PQ index (it has FLAT, IVF_FLAT, "
                                "IVF_SQ8 and HNSW); use one of those factories or a Milvus server")
         return {"index_type": "IVF_PQ", "params": {"nlist": int(m.group(1)), "m": int(m.group(2)), "nbits": 8}}, \
             {"nprobe": 64}
-    raise InvalidInput(f"factory {factory!r} has no Milvus counterpart; use Flat, HNSW<M>, IVF<n>,Flat or "
-                       "IVF<n>,PQ<m>")
+    raise InvalidInput(f"factory {factory!r} has no Milvus counterpart; use Flat, HNSW<M>, IVF<n>,Flat, "
+                       "IVF<n>,SQ8 or IVF<n>,PQ<m>")
 
 
 def _search_params(params: str, base: dict[str, Any]) -> dict[str, Any]:
