@@ -72,7 +72,9 @@ def running_milvus(base_dir: Path) -> Iterator[tuple[str, str]]:
     while True:  # ready when the gRPC port answers; a server that exited is an error at once
         if server.server_proc.poll() is not None:
             log = (base_dir / "logs" / "milvus-stdout.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"Milvus exited with {server.server_proc.returncode}: ...{log}")
+            code = server.server_proc.returncode
+            server.stop()
+            raise RuntimeError(f"Milvus exited with {code}: ...{log}")
         try:
             socket.create_connection(("127.0.0.1", server.listen_port), timeout=1).close()
             break

@@ -164,3 +164,45 @@ def test_ivf_pq_runs_on_a_milvus_server(milvus_server, tmp_path):
     _, ids = col.search(x[:5], 5)
     assert (ids[:, 0] == np.arange(5)).all()
     col.drop()
+
+
+@pytest.mark.parametrize("deployment", ["lite", "server"])
+def test_filters_inside_milvus_match_the_metadata_database(tmp_path, request, monkeypatch, deployment):
+    """The same items in the metadata database (SQLite) and in a Milvus collection: every filter selects
+    the same items both ways: captions missing (NULL) or given, booleans, numbers, non-ASCII text,
+    sources; a filter Milvus cannot express (null, NaN) is handed back to the database. Also with the
+    broad-filter path (the funnel under the filter) forced on."""
+    from vlserve.retrieval import milvus_collection as mc
+    from vlserve.retrieval.metadata import MetadataStore, NewItem, item_fields, parse_filters
+
+    uri, token = (str(tmp_path / "m.db"), "") if deployment == "lite" else request.getfixturevalue("milvus_server")
+    store = MetadataStore(tmp_path / "meta")
+    colours = ["red", "café", "字", "😀 blue"]
+    items = [NewItem(i, f"h{i}", f"img/{i}.jpg", [f"a shape {i}"] if i % 4 else [],
+                     {"colour": colours[i % 4], "size": i % 7, "big": i % 3 == 0, **({"w": 1.5} if i % 2 else {})})
+             for i in range(1, 121)]
+    with store.transaction() as con:
+        store.insert(con, items, None)
+    x = unit(121, 16, seed=6)
+    coarse = 8 if deployment == "lite" else 16  # the test server (2.3) keeps one vector field
+    dedicated = MilvusCollection("images", 16, coarse, None, "", uri, f"sqlite_{deployment}", token,
+                                 fields=lambda ids: item_fields(store, ids))
+    dedicated.build("Flat", x[:0])
+    dedicated.add(np.arange(1, 121), x[1:])
+    q = unit(1, 16, seed=7)
+    cases = [["colour=café"], ["colour=字"], ["colour=😀 blue"], ["colour!=red"], ["caption=a shape 5"],
+             ["caption!=a shape 5"], ["caption<a shape 3"], ["big=true"], ["big=false", "size>=3"], ["w=1.5"],
+             ["w!=1.5"], ["source=img/7.jpg"], ["size<2", "colour=字"], ["id<=10"]]
+    for broad in (False, True):
+        if broad:  # every filter through the funnel branch (shortlist on coarse under the filter)
+            monkeypatch.setattr(mc, "EXACT_SUBSET_MAX", 0)
+        for where in cases:
+            filters = parse_filters(where)
+            want = set(store.select(filters).tolist())
+            got = dedicated.search_where(q, filters, 120, shortlist=120)
+            assert got is not None, where
+            assert set(got[1][0][got[1][0] >= 0].tolist()) == want, (where, broad)
+    for where in (["colour=null"], ["size=NaN"]):
+        assert dedicated.search_where(q, parse_filters(where), 10) is None
+    dedicated.drop()
+    store.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -217,15 +219,27 @@ def compact_cmd(name: Annotated[str, typer.Argument()], index_dir: IndexDirOpt =
     """Drop deleted vectors from the search index: HNSW cannot delete in place, so removed items stay in
     it (filtered at query time) until this rebuilds it from the exact store; saved atomically. Prints
     dead vectors before and after, and the seconds it took."""
-    from vlserve.retrieval.fsutil import writer_lock
-    from vlserve.retrieval.store import ImageTextIndex
 
-    idx = ImageTextIndex.open(_root(index_dir), name)
-    try:
-        with writer_lock(idx.folder):
-            print_json(idx.compact())
-    finally:
-        idx.close()
+    with _locked_index(_root(index_dir), name) as idx:
+        print_json(idx.compact())
+
+
+@contextmanager
+def _locked_index(root: Path, name: str) -> Iterator[Any]:
+    """The index opened *under* its writer lock, so what it loads is what the writer saves over (an
+    index opened first could be changed by another writer before the lock is taken)."""
+    from vlserve.retrieval.fsutil import writer_lock
+    from vlserve.retrieval.store import ImageTextIndex, index_folder
+
+    folder = index_folder(root, name)
+    if not folder.is_dir():
+        ImageTextIndex.open(root, name)  # raises NotFound, naming the indexes that exist
+    with writer_lock(folder):
+        idx = ImageTextIndex.open(root, name)
+        try:
+            yield idx
+        finally:
+            idx.close()
 
 
 @index_app.command("remove")
@@ -237,21 +251,15 @@ def remove_cmd(
     index_dir: IndexDirOpt = None,
 ) -> None:
     """Delete items (by id, source or metadata filter) from a live index; saved atomically."""
-    from vlserve.retrieval.fsutil import writer_lock
     from vlserve.retrieval.metadata import parse_filters
-    from vlserve.retrieval.store import ImageTextIndex
 
     if not (ids or source or where):
         raise InvalidInput("nothing to remove: give --id, --source or --where")
-    idx = ImageTextIndex.open(_root(index_dir), name)
-    try:
-        with writer_lock(idx.folder):
-            targets = set(ids or [])
-            targets.update(idx.meta.ids_for_sources([str(Path(s).resolve()) if Path(s).exists() else s
-                                                     for s in source or []]))
-            if where:
-                targets.update(idx.meta.select(parse_filters(where)).tolist())
-            n = idx.remove(sorted(targets))
+    with _locked_index(_root(index_dir), name) as idx:
+        targets = set(ids or [])
+        targets.update(idx.meta.ids_for_sources([str(Path(s).resolve()) if Path(s).exists() else s
+                                                 for s in source or []]))
+        if where:
+            targets.update(idx.meta.select(parse_filters(where)).tolist())
+        n = idx.remove(sorted(targets))
         print_json({"index": name, "removed": n, "count": idx.manifest.count, "text_count": idx.manifest.text_count})
-    finally:
-        idx.close()

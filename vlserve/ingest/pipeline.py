@@ -55,6 +55,8 @@ class BuildOptions:
 
         if self.rerank_store is not None and self.rerank_store not in RERANK_STORES:
             raise InvalidInput(f"--rerank-store must be one of {', '.join(RERANK_STORES)}, got {self.rerank_store!r}")
+        if self.rerank_store not in (None, "ram") and self.backend != "faiss":
+            raise InvalidInput("--rerank-store is for --backend faiss (Milvus keeps the full vectors itself)")
         if self.runner not in RUNNERS:
             raise InvalidInput(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         for name in ("batch_size", "shard_size"):

@@ -21,6 +21,7 @@ import numpy as np
 from vlserve.matryoshka import truncate
 
 DEFAULT_SHORTLIST = 200
+EXACT_SUBSET_MAX = 20_000  # a metadata filter with at most this many matches is answered exactly (every backend)
 Lookup = Callable[[np.ndarray], np.ndarray]  # ids [n] -> full vectors [n, D]
 
 

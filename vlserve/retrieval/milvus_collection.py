@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -46,14 +47,14 @@ import numpy as np
 from vlserve.errors import IndexModelMismatch, InvalidInput, MissingExtra, ModelUnavailable
 from vlserve.matryoshka import truncate
 from vlserve.retrieval.factory import default_search_params
-from vlserve.retrieval.funnel import FunnelSearch, shortlist_size
+from vlserve.retrieval.funnel import EXACT_SUBSET_MAX, FunnelSearch, shortlist_size
 
 log = logging.getLogger("vlserve.retrieval")
 CHUNK = 2_000  # rows per insert / ids per "in" filter
 MAX_TOPK = 16_384  # Milvus's largest search limit
+MAX_NLIST = 65_536  # Milvus's largest IVF nlist
 LITE_OPEN_S = 300.0  # how long opening a Milvus Lite file may take (it loads the data first)
 MAX_TEXT = 8_192  # VARCHAR bytes kept of a source or caption (filters compare the stored prefix)
-EXACT_FILTERED_MAX = 20_000  # a filter matching at most this many rows is answered exactly
 Fields = Callable[[Sequence[int]], list[dict[str, Any]]]  # ids -> [{source, caption, meta}]
 _CLIENTS: dict[tuple[str, str], Any] = {}
 
@@ -116,16 +117,18 @@ def milvus_index(factory: str, lite: bool) -> tuple[dict[str, Any], dict[str, An
         return {"index_type": "FLAT", "params": {}}, {}
     if m := re.fullmatch(r"HNSW(\d+)(,Flat)?", f):
         return {"index_type": "HNSW", "params": {"M": int(m.group(1)), "efConstruction": 200}}, {"ef": 128}
+    # Milvus builds an index per sealed segment and caps nlist at 65,536: the size rule's nlist for a
+    # whole billion-vector set is clipped to it
     if m := re.fullmatch(r"IVF(\d+),Flat", f):
-        return {"index_type": "IVF_FLAT", "params": {"nlist": int(m.group(1))}}, {"nprobe": 64}
+        return {"index_type": "IVF_FLAT", "params": {"nlist": min(int(m.group(1)), MAX_NLIST)}}, {"nprobe": 64}
     if m := re.fullmatch(r"IVF(\d+),SQ8", f):
-        return {"index_type": "IVF_SQ8", "params": {"nlist": int(m.group(1))}}, {"nprobe": 64}
+        return {"index_type": "IVF_SQ8", "params": {"nlist": min(int(m.group(1)), MAX_NLIST)}}, {"nprobe": 64}
     if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(x\d+)?(np)?", f):
         if lite:
             raise InvalidInput(f"factory {factory!r}: Milvus Lite has no IVF_PQ index (it has FLAT, IVF_FLAT, "
                                "IVF_SQ8 and HNSW); use one of those factories or a Milvus server")
-        return {"index_type": "IVF_PQ", "params": {"nlist": int(m.group(1)), "m": int(m.group(2)), "nbits": 8}}, \
-            {"nprobe": 64}
+        return {"index_type": "IVF_PQ", "params": {"nlist": min(int(m.group(1)), MAX_NLIST), "m": int(m.group(2)),
+                                                   "nbits": 8}}, {"nprobe": 64}
     raise InvalidInput(f"factory {factory!r} has no Milvus counterpart; use Flat, HNSW<M>, IVF<n>,Flat, "
                        "IVF<n>,SQ8 or IVF<n>,PQ<m>")
 
@@ -145,6 +148,17 @@ def collection_name(index: str, kind: str) -> str:
     return f"vlserve_{safe}_{kind}"
 
 
+def _literal(value: Any) -> str:
+    """A Milvus expression literal: JSON's, with non-ASCII text as itself (Milvus refuses \\u escapes)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to ``MAX_TEXT`` UTF-8 bytes (Milvus counts VARCHAR length in bytes)."""
+    raw = text.encode()
+    return text if len(raw) <= MAX_TEXT else raw[:MAX_TEXT].decode("utf-8", "ignore")
+
+
 def filter_expression(filters: Sequence[tuple[str, str, Any]], texts: bool = False) -> str | None:
     """``parse_filters`` output as a Milvus boolean expression over the scalar fields, or None when a
     filter needs the metadata database (``content_hash``, or an item ``id`` on the captions collection).
@@ -157,17 +171,21 @@ def filter_expression(filters: Sequence[tuple[str, str, Any]], texts: bool = Fal
         mop = "==" if op == "=" else op
         if field == "content_hash" or (field == "id" and texts):
             return None
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return None  # null, NaN, Infinity: no Milvus literal; SQLite answers (nothing matches)
         if field == "id":
             if isinstance(value, bool) or not isinstance(value, int):
                 return None
             parts.append(f"id {mop} {value}")
-        elif field in ("source", "caption"):
-            text = value if isinstance(value, str) else json.dumps(value)
-            parts.append(f"{field} {mop} {json.dumps(text[:MAX_TEXT])}")
+        elif field == "source":
+            parts.append(f"(source {mop} {_literal(_clip(value if isinstance(value, str) else json.dumps(value)))})")
+        elif field == "caption":  # SQL's NULL caption (none given) is stored as "": it matches nothing
+            text = _clip(value if isinstance(value, str) else json.dumps(value))
+            parts.append(f'((caption != "") and (caption {mop} {_literal(text)}))')
         else:
             key = f"meta[{json.dumps(field)}]"
             # SQL's NULL matches no comparison, != included; servers before 2.4 let != match a missing key
-            cmp = f"({key} {mop} {json.dumps(value)})"
+            cmp = f"({key} {mop} {_literal(value)})"
             parts.append(f"((exists {key}) and {cmp})" if mop == "!=" else cmp)
     return " and ".join(parts)
 
@@ -366,7 +384,7 @@ class MilvusCollection:
 
     def _scalar_rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
         got = self.fields([int(i) for i in ids]) if self.fields else [{} for _ in ids]
-        return [{"source": str(f.get("source") or "")[:MAX_TEXT], "caption": str(f.get("caption") or "")[:MAX_TEXT],
+        return [{"source": _clip(str(f.get("source") or "")), "caption": _clip(str(f.get("caption") or "")),
                  "meta": f.get("meta") or {}} for f in got]
 
     def remove(self, ids: np.ndarray) -> int:
@@ -445,7 +463,7 @@ class MilvusCollection:
         """Top-k among the rows matching ``filters``, filtered inside Milvus; None when this collection
         or filter cannot be (no scalar fields, or a field only the metadata database has).
 
-        A selective filter (at most ``EXACT_FILTERED_MAX`` matches) is answered exactly, as the FAISS
+        A selective filter (at most ``EXACT_SUBSET_MAX`` matches, as on FAISS) is answered exactly, as the FAISS
         path answers it: the ``full`` field's FLAT index under the filter at full dimension, or the
         matching ids reranked at a Matryoshka ``dimensions``. A broad one runs the funnel with the
         filter applied to the shortlist search."""
@@ -461,12 +479,11 @@ class MilvusCollection:
         if n == 0:
             return empty
         dims = dimensions or self.dim
-        if n <= EXACT_FILTERED_MAX:
+        if n <= EXACT_SUBSET_MAX:
             if dims == self.dim and self.separate_search:  # FLAT on full: exact, in one round trip
                 return self._ann(q, "full", k, expr)
             ids = np.asarray([r["id"] for batch in self._iterate(["id"], expr) for r in batch], np.int64)
-            cands = np.broadcast_to(ids, (len(q), len(ids)))
-            return FunnelSearch(None, self.vectors, self.dim, self.dim).rerank(q, cands, k, dims)
+            return self.search_subset(q, ids, k, dimensions)
         field = "coarse" if self.separate_search else "full"
         s = shortlist_size(k, shortlist, n)
         _, cand = self._ann(np.ascontiguousarray(truncate(q, self.coarse_dims) if self.separate_search else q),

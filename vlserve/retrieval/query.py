@@ -19,6 +19,7 @@ import numpy as np
 
 from vlserve.errors import InvalidInput
 from vlserve.matryoshka import check_dimensions
+from vlserve.retrieval.funnel import EXACT_SUBSET_MAX
 from vlserve.retrieval.metadata import parse_filters
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 MAX_K = 10_000
 MAX_WINDOW = 100_000  # offset + k
-EXACT_SUBSET_MAX = 20_000
 Target = Literal["images", "texts"]
 
 
