@@ -11,8 +11,8 @@ the Milvus engine in-process behind its gRPC API). Three configurations, each on
   an exact rerank at full dimension (FAISS: the in-RAM exact store; Milvus: the ``full`` vectors).
 
 For the Milvus funnel the rerank is measured two ways on the same shortlists: fetching the
-shortlist's full vectors and scoring them here, and asking Milvus to score them (a second search on
-``full`` restricted to the shortlist ids, what ``MilvusCollection`` does at full dimension).
+shortlist's full vectors and scoring them here (what ``MilvusCollection`` does), and asking Milvus
+to score them (a second search on ``full`` restricted to the shortlist ids).
 
 Ground truth: exact inner-product top-10 at full dimension. Timing: warm-up, then ``--rounds``
 rounds in which FAISS and Milvus alternate query by query (which goes first alternates too); per
@@ -77,7 +77,8 @@ def rerank_in_milvus(m: Any, q: np.ndarray, k: int, shortlist: int) -> np.ndarra
     from vlserve.matryoshka import truncate
 
     _, cand = m._ann(np.ascontiguousarray(truncate(q, m.coarse_dims)), "coarse", shortlist)
-    return m._rerank(q, cand, k, m.dim)[1][0]
+    ids = [int(i) for i in cand[0] if i >= 0]
+    return m._ann(q, "full", k, f"id in {ids}")[1][0]
 
 
 def rerank_here(m: Any, q: np.ndarray, k: int, shortlist: int) -> np.ndarray:
