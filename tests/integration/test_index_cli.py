@@ -104,7 +104,8 @@ def _index_state(folder: Path) -> tuple[list[int], np.ndarray]:
     db.close()
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("backend") == "milvus":
-        from vlserve.retrieval.milvus_collection import MilvusCollection, close_client, collection_name
+        from vlserve.retrieval.milvus_collection import MilvusCollection, close_client
+        from vlserve.retrieval.milvus_schema import collection_name
 
         uri = str(folder / (manifest["uri"] or "milvus.db"))
         col = MilvusCollection("images", manifest["dim"], manifest["coarse_dims"], manifest["factory"], "", uri,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import spec_for
 from PIL import Image
+from test_index_funnel import matryoshka_vectors, one_faiss_thread  # noqa: F401  (the autouse fixture applies here too)
 from typer.testing import CliRunner
 
 from vlserve.cli.index import index_app
@@ -19,24 +20,6 @@ from vlserve.retrieval.disk_store import DiskStore
 from vlserve.retrieval.store import ImageTextIndex
 
 FP16_ATOL = 2e-3  # cosine error of fp16 rows of unit vectors (measured ~3e-4 at 512 dims)
-
-
-def matryoshka_vectors(n: int, d: int = 128, seed: int = 0, clusters: int = 50) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    scale = 1.0 / np.arange(1, d + 1) ** 0.6
-    centres = rng.standard_normal((clusters, d)) * scale
-    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, d)) * scale
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from vlserve.errors import IndexModelMismatch, InvalidInput, ModelUnavailable
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from vlserve.retrieval.milvus_collection import MilvusCollection, collection_name, milvus_index
+from vlserve.retrieval.milvus_collection import MilvusCollection
+from vlserve.retrieval.milvus_schema import collection_name, milvus_index
 
 
 def unit(n: int, d: int, seed: int = 0) -> np.ndarray:

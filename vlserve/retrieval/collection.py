@@ -30,6 +30,7 @@ from vlserve.retrieval import factory as fx
 from vlserve.retrieval.disk_store import DiskStore
 from vlserve.retrieval.fsutil import atomic_write
 from vlserve.retrieval.funnel import FunnelSearch
+from vlserve.retrieval.idset import new_ids
 
 log = logging.getLogger("vlserve.retrieval")
 RERANK_STORES = ("ram", "disk-fp16")
@@ -170,11 +171,7 @@ class VectorCollection:
         """Add vectors whose ids are not present yet (idempotent); returns how many were added."""
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        keep = ~self.has(ids)
-        _, first = np.unique(ids, return_index=True)
-        unique = np.zeros(len(ids), bool)
-        unique[first] = True
-        keep &= unique
+        keep = new_ids(ids, self.has)
         if not keep.any():
             return 0
         assert self.built, "build() the collection before adding"

@@ -38,6 +38,7 @@ import numpy as np
 
 from vlserve.errors import InvalidInput
 from vlserve.retrieval.fsutil import atomic_write
+from vlserve.retrieval.idset import new_ids
 
 ROW_DTYPE = np.dtype(np.float16)
 
@@ -192,10 +193,7 @@ class DiskStore:
         if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):
             raise InvalidInput(f"rerank store {self.name}: expected [{len(ids)}, {self.dim}] vectors, "
                                f"got {vectors.shape}")
-        _, first = np.unique(ids, return_index=True)
-        keep = np.zeros(len(ids), bool)
-        keep[first] = True
-        keep &= ~self.has(ids)
+        keep = new_ids(ids, self.has)
         if not keep.any():
             return 0
         ids, rows16 = ids[keep], np.ascontiguousarray(vectors[keep], dtype=ROW_DTYPE)

@@ -34,10 +34,7 @@ server (Milvus Lite has no IVF_PQ and refuses it here, naming what it has). Dele
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,13 +45,13 @@ from vlserve.errors import IndexModelMismatch, InvalidInput, MissingExtra, Model
 from vlserve.matryoshka import truncate
 from vlserve.retrieval.factory import default_search_params
 from vlserve.retrieval.funnel import EXACT_SUBSET_MAX, FunnelSearch, shortlist_size
+from vlserve.retrieval.idset import new_ids
+from vlserve.retrieval.milvus_schema import MAX_TEXT, clip_text, filter_expression, milvus_index, search_params
 
 log = logging.getLogger("vlserve.retrieval")
 CHUNK = 2_000  # rows per insert / ids per "in" filter
 MAX_TOPK = 16_384  # Milvus's largest search limit
-MAX_NLIST = 65_536  # Milvus's largest IVF nlist
 LITE_OPEN_S = 300.0  # how long opening a Milvus Lite file may take (it loads the data first)
-MAX_TEXT = 8_192  # VARCHAR bytes kept of a source or caption (filters compare the stored prefix)
 Fields = Callable[[Sequence[int]], list[dict[str, Any]]]  # ids -> [{source, caption, meta}]
 _CLIENTS: dict[tuple[str, str], Any] = {}
 
@@ -108,86 +105,6 @@ def close_client(uri: str) -> None:
         from milvus_lite.server_manager import server_manager_instance
 
         server_manager_instance.release_server(uri)
-
-
-def milvus_index(factory: str, lite: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(index params, search params) of the Milvus index standing for a FAISS factory string."""
-    f = factory.replace(" ", "")
-    if f == "Flat":
-        return {"index_type": "FLAT", "params": {}}, {}
-    if m := re.fullmatch(r"HNSW(\d+)(,Flat)?", f):
-        return {"index_type": "HNSW", "params": {"M": int(m.group(1)), "efConstruction": 200}}, {"ef": 128}
-    # Milvus builds an index per sealed segment and caps nlist at 65,536: the size rule's nlist for a
-    # whole billion-vector set is clipped to it
-    if m := re.fullmatch(r"IVF(\d+),Flat", f):
-        return {"index_type": "IVF_FLAT", "params": {"nlist": min(int(m.group(1)), MAX_NLIST)}}, {"nprobe": 64}
-    if m := re.fullmatch(r"IVF(\d+),SQ8", f):
-        return {"index_type": "IVF_SQ8", "params": {"nlist": min(int(m.group(1)), MAX_NLIST)}}, {"nprobe": 64}
-    if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(x\d+)?(np)?", f):
-        if lite:
-            raise InvalidInput(f"factory {factory!r}: Milvus Lite has no IVF_PQ index (it has FLAT, IVF_FLAT, "
-                               "IVF_SQ8 and HNSW); use one of those factories or a Milvus server")
-        return {"index_type": "IVF_PQ", "params": {"nlist": min(int(m.group(1)), MAX_NLIST), "m": int(m.group(2)),
-                                                   "nbits": 8}}, {"nprobe": 64}
-    raise InvalidInput(f"factory {factory!r} has no Milvus counterpart; use Flat, HNSW<M>, IVF<n>,Flat, "
-                       "IVF<n>,SQ8 or IVF<n>,PQ<m>")
-
-
-def _search_params(params: str, base: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's FAISS-style knobs (``nprobe=64,efSearch=128``) as Milvus search params."""
-    out = dict(base)
-    for part in filter(None, params.split(",")):
-        key, _, value = part.partition("=")
-        out[{"efSearch": "ef"}.get(key, key)] = int(value)
-    return out
-
-
-def collection_name(index: str, kind: str) -> str:
-    """A Milvus collection name (letters, digits, underscores) for an index's ``images`` or ``texts``."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", index)
-    return f"vlserve_{safe}_{kind}"
-
-
-def _literal(value: Any) -> str:
-    """A Milvus expression literal: JSON's, with non-ASCII text as itself (Milvus refuses \\u escapes)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _clip(text: str) -> str:
-    """``text`` cut to ``MAX_TEXT`` UTF-8 bytes (Milvus counts VARCHAR length in bytes)."""
-    raw = text.encode()
-    return text if len(raw) <= MAX_TEXT else raw[:MAX_TEXT].decode("utf-8", "ignore")
-
-
-def filter_expression(filters: Sequence[tuple[str, str, Any]], texts: bool = False) -> str | None:
-    """``parse_filters`` output as a Milvus boolean expression over the scalar fields, or None when a
-    filter needs the metadata database (``content_hash``, or an item ``id`` on the captions collection).
-
-    The semantics are SQLite's in the metadata store: ``source``/``caption``/``id`` are columns, any
-    other field is a key of the metadata object; a key an item lacks matches no comparison (not even
-    ``!=``), as SQL's NULL does."""
-    parts = []
-    for field, op, value in filters:
-        mop = "==" if op == "=" else op
-        if field == "content_hash" or (field == "id" and texts):
-            return None
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return None  # null, NaN, Infinity: no Milvus literal; SQLite answers (nothing matches)
-        if field == "id":
-            if isinstance(value, bool) or not isinstance(value, int):
-                return None
-            parts.append(f"id {mop} {value}")
-        elif field == "source":
-            parts.append(f"(source {mop} {_literal(_clip(value if isinstance(value, str) else json.dumps(value)))})")
-        elif field == "caption":  # SQL's NULL caption (none given) is stored as "": it matches nothing
-            text = _clip(value if isinstance(value, str) else json.dumps(value))
-            parts.append(f'((caption != "") and (caption {mop} {_literal(text)}))')
-        else:
-            key = f"meta[{json.dumps(field)}]"
-            # SQL's NULL matches no comparison, != included; servers before 2.4 let != match a missing key
-            cmp = f"({key} {mop} {_literal(value)})"
-            parts.append(f"((exists {key}) and {cmp})" if mop == "!=" else cmp)
-    return " and ".join(parts)
 
 
 class MilvusCollection:
@@ -360,10 +277,7 @@ class MilvusCollection:
         """Add vectors whose ids are not present yet (idempotent); returns how many were added."""
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        _, first = np.unique(ids, return_index=True)
-        keep = np.zeros(len(ids), bool)
-        keep[first] = True
-        keep &= ~self.has(ids)
+        keep = new_ids(ids, self.has)
         if not keep.any():
             return 0
         assert self.built, "build() the collection before adding"
@@ -384,7 +298,7 @@ class MilvusCollection:
 
     def _scalar_rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
         got = self.fields([int(i) for i in ids]) if self.fields else [{} for _ in ids]
-        return [{"source": _clip(str(f.get("source") or "")), "caption": _clip(str(f.get("caption") or "")),
+        return [{"source": clip_text(str(f.get("source") or "")), "caption": clip_text(str(f.get("caption") or "")),
                  "meta": f.get("meta") or {}} for f in got]
 
     def remove(self, ids: np.ndarray) -> int:
@@ -405,7 +319,7 @@ class MilvusCollection:
     def _ann(self, queries: np.ndarray, field: str, limit: int, where: str = "") -> tuple[np.ndarray, np.ndarray]:
         assert self.factory is not None
         _, base = milvus_index(self.factory, is_lite(self.uri))
-        index_params = _search_params(self.search_params, base) if field == "coarse" or not self.separate_search \
+        index_params = search_params(self.search_params, base) if field == "coarse" or not self.separate_search \
             else {}
         limit = min(limit, MAX_TOPK)
         res = self.client.search(self.collection, data=[q for q in queries], anns_field=field, limit=limit,

@@ -72,7 +72,8 @@ def open_collection(folder: Path, m: IndexManifest, kind: str, factory: str | No
         return VectorCollection.load(folder, kind, m.dim, m.coarse_dims, factory, search_params, m.rerank_store)
     if m.backend == "milvus":
         from vlserve.retrieval.metadata import item_fields
-        from vlserve.retrieval.milvus_collection import MilvusCollection, collection_name
+        from vlserve.retrieval.milvus_collection import MilvusCollection
+        from vlserve.retrieval.milvus_schema import collection_name
         from vlserve.settings import Settings
 
         token = Settings().milvus_token
