@@ -213,13 +213,13 @@ class CpuPerRequest:
     """Arms of the paired rounds, each also charged the CPU it cost per request, by process: this client,
     the gateway, Triton (server and stubs). On shared cores that, not wall time, says what the gateway adds."""
 
-    def __init__(self, gateway_pid: int, triton: Any) -> None:
-        self.gateway_pid, self.triton = gateway_pid, triton
+    def __init__(self, gateway_pids: list[int], triton: Any) -> None:
+        self.gateway_pids, self.triton = gateway_pids, triton
         self.us: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
     def snapshot(self) -> dict[str, float]:
         assert self.triton.process is not None
-        return {"client": time.process_time(), "gateway": process_cpu_s(self.gateway_pid),
+        return {"client": time.process_time(), "gateway": sum(map(process_cpu_s, self.gateway_pids)),
                 "triton": process_cpu_s(self.triton.process.pid)}
 
     def arm(self, name: str, run: Any) -> Any:
@@ -320,11 +320,13 @@ def wait_ready(url: str) -> None:
 
 
 def compare(gateway: Any, triton: Any, model: str, kinds: dict[str, list[bytes]], concurrency: int, seconds: float,
-            rounds: int) -> dict[str, Any]:
+            rounds: int, plain: Any = None) -> dict[str, Any]:
     """Gateway vs direct Triton gRPC on the same single-input embedding requests, in paired rounds.
-    ``kinds``: "text" (UTF-8 texts) and/or "image" (encoded images)."""
-    assert gateway.process is not None
-    cpu = CpuPerRequest(gateway.process.pid, triton)
+    ``kinds``: "text" (UTF-8 texts) and/or "image" (encoded images). ``plain``: a second gateway with
+    coalescing off (``VLSERVE_EMBED_COALESCE=0``), a third arm: each HTTP request its own Triton request."""
+    gateways = [gateway] + ([plain] if plain is not None else [])
+    assert all(g.process is not None for g in gateways)
+    cpu = CpuPerRequest([g.process.pid for g in gateways], triton)
     arms: dict[str, Any] = {}
     for kind, values in kinds.items():
         if kind == "text":
@@ -335,12 +337,17 @@ def compare(gateway: Any, triton: Any, model: str, kinds: dict[str, list[bytes]]
         triton_model, tensor = ("text_encoder", "TEXT") if kind == "text" else ("image_encoder", "IMAGE")
         arms[f"gateway_{kind}"] = cpu.arm(f"gateway_{kind}", lambda b=bodies: asyncio.run(
             gateway_rate(gateway.url, b, concurrency, seconds)))
+        if plain is not None:
+            arms[f"gateway_uncoalesced_{kind}"] = cpu.arm(f"gateway_uncoalesced_{kind}", lambda b=bodies: asyncio.run(
+                gateway_rate(plain.url, b, concurrency, seconds)))
         arms[f"triton_{kind}"] = cpu.arm(f"triton_{kind}", lambda m=triton_model, t=tensor, v=values: asyncio.run(
             triton_rate(triton.grpc_url, m, t, v, concurrency, seconds)))
     per_round = paired_rounds(arms, rounds)
     return {"concurrency": concurrency, "seconds_per_arm": seconds, "rounds": rounds,
             "requests_per_s": {k: spread(v, 1) for k, v in per_round.items()},
-            "ratios": {kind: ratios(per_round, f"gateway_{kind}", f"triton_{kind}") for kind in kinds},
+            "ratios": {**{kind: ratios(per_round, f"gateway_{kind}", f"triton_{kind}") for kind in kinds},
+                       **({f"{kind}_uncoalesced": ratios(per_round, f"gateway_uncoalesced_{kind}", f"triton_{kind}")
+                           for kind in kinds} if plain is not None else {})},
             "cpu_us_per_request": cpu.summary()}
 
 
@@ -370,13 +377,16 @@ def main() -> None:
     c, s = args.concurrency, args.seconds
     env = {"VLSERVE_MAX_IN_FLIGHT": str(4 * c), "VLSERVE_MODEL": "toy"}
     with running_triton(work / "repo", work / "cache", ready_timeout=900) as triton, \
-            running_gateway(triton.grpc_url, work / "index", work, env) as gateway:
+            running_gateway(triton.grpc_url, work / "index", work, env) as gateway, \
+            running_gateway(triton.grpc_url, work / "index", work / "plain", {**env, "VLSERVE_EMBED_COALESCE": "0"}) \
+            as plain:
         meta = grpcclient.InferenceServerClient(triton.grpc_url).get_server_metadata()
         TRITONSERVER_VERSION["version"] = meta.version
         wait_ready(gateway.url)
         mixed = asyncio.run(mixed_load(gateway.url, request_mix(images), args.requests, c, args.max_seconds))
         print(json.dumps(mixed, indent=1), flush=True)
-        toy = compare(gateway, triton, "toy", {"text": texts, "image": images}, c, s, args.rounds)
+        wait_ready(plain.url)
+        toy = compare(gateway, triton, "toy", {"text": texts, "image": images}, c, s, args.rounds, plain=plain)
         down = asyncio.run(outage(gateway.url, triton, 8, 3.0, 240))
         print(json.dumps(down, indent=1), flush=True)
     big = None

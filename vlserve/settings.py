@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1, description="one text, label, descriptor or query")
     max_k: int = Field(1000, ge=1, le=10_000, description="search results per query (k)")
     max_in_flight: int = Field(64, ge=1, description="requests the gateway works on at once; more get 429")
+    embed_coalesce: int = Field(1, ge=0, le=64, description="Triton requests in flight per embedding queue; concurrent "
+                                                      "embedding calls wait and share the next (0: each its own)")
     retry_after_s: int = Field(1, ge=1, description="the Retry-After of 429 and 503 answers")
     url_fetch: bool = Field(False, description="accept http(s) image URLs (fetched by the gateway)")
     url_allowed_hosts: CommaList = Field(default_factory=list, description="hosts URLs may name (exact names)")

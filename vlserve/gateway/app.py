@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 import vlserve
 from vlserve.api import schemas
 from vlserve.errors import ModelUnavailable, NotFound, VLServeError
+from vlserve.gateway.direct import DirectRoutes, direct_routes
 from vlserve.gateway.errors import error_response, invalid_request
 from vlserve.gateway.fetch import UrlFetcher
 from vlserve.gateway.guard import RequestGuard
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     fetcher = UrlFetcher(settings.url_allowed_hosts, settings.max_image_bytes, settings.url_timeout_s) \
         if settings.url_fetch else None
-    gw = Gateway(settings, Registry(settings.triton_url, settings.triton_protocol, settings.model),
+    gw = Gateway(settings, Registry(settings.triton_url, settings.triton_protocol, settings.model,
+                                      coalesce=settings.embed_coalesce),
                  IndexService(settings.index_dir), ImageResolver(settings.max_image_bytes, fetcher),
                  Limits.of(settings), metrics)
 
@@ -72,8 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = [m.router for m in (embeddings, classify, search, dense, system)]
     for router in routers:
         app.include_router(router)
-    _add_error_handlers(app, gw)
+    on_error = _add_error_handlers(app, gw)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
+    app.add_middleware(DirectRoutes, routes=direct_routes(r for router in routers for r in router.routes),
+                       on_error=on_error)  # inside the guard
     app.add_middleware(RequestGuard, metrics=metrics, keys=keys, max_body_bytes=settings.max_body_bytes,
                        max_in_flight=settings.max_in_flight, retry_after_s=settings.retry_after_s, routes=routes)
     if settings.cors_origins:  # outermost: a preflight is answered before the key check
@@ -83,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _add_error_handlers(app: FastAPI, gw: Gateway) -> None:
+def _add_error_handlers(app: FastAPI, gw: Gateway) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """FastAPI's exception handlers, by the error table; returns the same dispatch for
+    :class:`~vlserve.gateway.direct.DirectRoutes`."""
     retry = gw.settings.retry_after_s
 
     def answer(error: VLServeError, status: int | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -119,10 +125,16 @@ def _add_error_handlers(app: FastAPI, gw: Gateway) -> None:
         log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return answer(VLServeError("internal error (logged by the gateway)"))
 
-    app.add_exception_handler(VLServeError, on_vlserve_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(HTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_bug)
+    handlers: list[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Response]]]] = [
+        (VLServeError, on_vlserve_error), (RequestValidationError, on_validation_error),
+        (HTTPException, on_http_error), (Exception, on_bug)]
+    for kind, handler in handlers:
+        app.add_exception_handler(kind, handler)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return await next(h for kind, h in handlers if isinstance(exc, kind))(request, exc)
+
+    return on_error
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:

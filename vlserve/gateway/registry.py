@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vlserve.errors import InvalidInput, ModelUnavailable, NotFound, VLServeError
+from vlserve.gateway.coalesce import Coalescer
 from vlserve.serving.client import AsyncVLServeClient, Protocol
 
 log = logging.getLogger("vlserve.gateway")
@@ -39,6 +40,8 @@ class DeployedModel:
     triton_models: dict[str, str]  # kind -> Triton model name
     max_batch: dict[str, int]  # kind -> its max_batch_size
     client: AsyncVLServeClient = field(repr=False)
+    coalesce: int = 0  # Triton requests in flight per embedding queue (0: each call its own request)
+    _coalescers: dict[tuple[str, int | None], Coalescer] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -79,6 +82,25 @@ class DeployedModel:
         if kind not in self.triton_models:
             raise NotFound(f"model {kind!r} is not deployed")
 
+    async def embed(self, kind: str, items: Sequence[Any], dimensions: int | None) -> np.ndarray:
+        """Embeddings of ``items`` (texts for ``text_encoder``, image bytes for ``image_encoder``) from
+        that Triton model, in chunks of its max batch; with ``coalesce``, concurrent calls for the same
+        (kind, dimensions) share Triton requests (:mod:`vlserve.gateway.coalesce`)."""
+        self.require(kind)
+        client = self.client
+        embed = client.embed_texts if kind == "text_encoder" else client.embed_images
+
+        def call(chunk: list[Any]) -> Any:
+            return embed(chunk, dimensions)
+
+        max_batch = self.max_batch.get(kind, 0)
+        if self.coalesce and max_batch:  # a model without batching (max_batch_size 0) takes one request each
+            key = (kind, dimensions)
+            if key not in self._coalescers:
+                self._coalescers[key] = Coalescer(call, max_batch, self.coalesce)
+            return await self.batched(kind, self._coalescers[key], items)
+        return await self.batched(kind, call, items)
+
     async def batched(self, kind: str, call: Any, items: Sequence[Any],
                       join: Callable[[list[Any]], Any] = np.concatenate) -> Any:
         """``call(chunk)`` over chunks of at most the Triton model's ``max_batch_size``, concurrently (its
@@ -101,8 +123,9 @@ class DeployedModel:
 
 class Registry:
     def __init__(self, url: str, protocol: Protocol = "grpc", default_model: str | None = None,
-                 refresh_s: float = 10.0) -> None:
+                 refresh_s: float = 10.0, coalesce: int = 0) -> None:
         self.url = url
+        self.coalesce = coalesce
         self.protocol = protocol
         self.default_model = default_model
         self.refresh_s = refresh_s
@@ -158,7 +181,8 @@ class Registry:
             model_id = str(info["spec"])
             if model_id in models:  # the same spec twice under two prefixes: the prefix tells them apart
                 model_id = f"{prefix}{model_id}"
-            models[model_id] = DeployedModel(model_id, prefix, info, kinds, max_batch, client)
+            models[model_id] = DeployedModel(model_id, prefix, info, kinds, max_batch, client,
+                                              self.coalesce)
         self.models = models
         self.discovered = True
         log.info("deployed models: %s", {m.id: m.fingerprint for m in models.values()} or "none")

@@ -53,6 +53,50 @@ def test_gateway_tritonclient_and_in_process_agree(stack: Stack) -> None:
     assert float(gateway_image @ grpc_image) >= 0.99999 and float(gateway_image @ local_image) >= 0.99999
 
 
+def triton_counts(stack: Stack, model: str) -> tuple[float, float]:
+    """(requests, rows) Triton's own metrics count for ``model`` so far."""
+    import re
+
+    text = httpx.get(f"http://{stack.triton.host}:{stack.triton.ports.metrics}/metrics").text
+    values = {m[1]: float(m[2]) for m in re.finditer(rf'^(nv_\w+){{model="{model}",version="1"}} (\S+)$', text, re.M)}
+    return values["nv_inference_request_success"], values["nv_inference_count"]
+
+
+async def _post_each(stack: Stack, bodies: list[dict[str, object]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=120,
+                                 headers={"Authorization": f"Bearer {KEYS[0]}"}) as client:
+        return await asyncio.gather(*(client.post("/v1/embeddings", json=b) for b in bodies))
+
+
+def test_concurrent_embeddings_share_triton_requests_and_keep_their_own_rows(stack: Stack) -> None:
+    texts = [f"a {colour} {shape}" for shape in SHAPES for colour in ("red", "blue")][:MAX_IN_FLIGHT]
+    together = stack.embed(texts)  # one request of all the texts: the reference rows
+    requests_before, rows_before = triton_counts(stack, "text_encoder")
+    answers = asyncio.run(_post_each(stack, [{"model": "toy", "input": t} for t in texts]))
+    requests, rows = (a - b for a, b in zip(triton_counts(stack, "text_encoder"), (requests_before, rows_before),
+                                            strict=True))
+    assert [r.status_code for r in answers] == [200] * len(texts)
+    alone = np.array([r.json()["data"][0]["embedding"] for r in answers], np.float32)
+    assert (np.sum(alone * together, axis=1) >= 0.99999).all()  # each answer holds its own text's row
+    assert rows >= len(texts) and requests < len(texts)  # fewer Triton requests than HTTP requests
+
+
+def test_a_corrupt_image_among_concurrent_requests_fails_only_its_own(stack: Stack) -> None:
+    good = [toy_image(shape, "red", i) for i, shape in enumerate(SHAPES)]
+    bodies: list[dict[str, object]] = [{"model": "toy", "input": [data_uri(g)]} for g in good]
+    bodies.insert(3, {"model": "toy", "input": ["a red star", data_uri(good[0]), data_uri(b"not an image at all")]})
+    answers = asyncio.run(_post_each(stack, bodies))
+    refused = answers.pop(3)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_input" and error["item"] == 2 and error["param"] == "input", error
+    assert [r.status_code for r in answers] == [200] * len(good)
+    alone = stack.post("/v1/embeddings", {"model": "toy", "input": [data_uri(g) for g in good]})
+    want = np.array([d["embedding"] for d in alone.json()["data"]], np.float32)
+    got = np.array([r.json()["data"][0]["embedding"] for r in answers], np.float32)
+    assert (np.sum(got * want, axis=1) >= 0.99999).all()
+
+
 def base64_bytes(text: str) -> bytes:
     import base64
 

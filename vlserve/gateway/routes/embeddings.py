@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections.abc import Awaitable
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from vlserve.api.schemas import EmbeddingsRequest, EmbeddingsResponse
-from vlserve.errors import InvalidInput, Unsupported
+from vlserve.errors import InvalidInput, Unsupported, VLServeError
 from vlserve.gateway.body import body_doc
 from vlserve.gateway.images import is_image_ref
 from vlserve.gateway.registry import DeployedModel
@@ -38,8 +39,8 @@ async def embeddings(request: Request) -> Response:
     gw.limits.texts([x for _, x in texts], "input", [i for i, _ in texts])
     gw.limits.images(len(images), "input")
     image_bytes = await gw.images.resolve([x for _, x in images], "input", [i for i, _ in images])
-    text_calls = embed_texts(model, [x for _, x in texts], req.dimensions)
-    image_calls = embed_images(model, image_bytes, req.dimensions)
+    text_calls = _in_input(embed_texts(model, [x for _, x in texts], req.dimensions), [i for i, _ in texts])
+    image_calls = _in_input(embed_images(model, image_bytes, req.dimensions), [i for i, _ in images])
     if texts and images:
         text_emb, image_emb = await asyncio.gather(text_calls, image_calls)
     else:  # one side has nothing to do: no tasks to schedule
@@ -55,6 +56,16 @@ async def embeddings(request: Request) -> Response:
     return json_response(body)
 
 
+async def _in_input(call: Awaitable[np.ndarray], places: list[int]) -> np.ndarray:
+    """``call``'s rows; an error naming an item is renumbered to that item's place in ``input``."""
+    try:
+        return await call
+    except VLServeError as e:
+        if e.item is not None and 0 <= e.item < len(places):
+            e.item, e.field = places[e.item], "input"
+        raise
+
+
 def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
     """float: the float32 array itself (written by orjson); base64: of its little-endian bytes (OpenAI's)."""
     vector = np.ascontiguousarray(vector, dtype="<f4")
@@ -64,12 +75,10 @@ def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
 async def embed_texts(model: DeployedModel, texts: list[str], dimensions: int | None) -> np.ndarray:
     if not texts:
         return np.zeros((0, dimensions or model.dimensions), np.float32)
-    model.require("text_encoder")
-    return await model.batched("text_encoder", lambda chunk: model.client.embed_texts(chunk, dimensions), texts)
+    return await model.embed("text_encoder", texts, dimensions)
 
 
 async def embed_images(model: DeployedModel, images: list[bytes], dimensions: int | None) -> np.ndarray:
     if not images:
         return np.zeros((0, dimensions or model.dimensions), np.float32)
-    model.require("image_encoder")
-    return await model.batched("image_encoder", lambda chunk: model.client.embed_images(chunk, dimensions), images)
+    return await model.embed("image_encoder", images, dimensions)
