@@ -71,7 +71,7 @@ def mimetic(vision: Any, width: int, grid: int) -> None:
                 second.weight.copy_(w.T if transpose else w)
 
 
-def build(variant: str) -> tuple[Any, list[torch.nn.Parameter]]:
+def build(variant: str, patch: int | None = None) -> tuple[Any, list[torch.nn.Parameter]]:
     """A callable x -> (logits, auxiliary loss) and its parameters."""
     from open_clip.model import CLIP
     from transformers import OwlViTConfig, OwlViTForObjectDetection
@@ -85,13 +85,15 @@ def build(variant: str) -> tuple[Any, list[torch.nn.Parameter]]:
         cfg = json.loads((TOP / "vlserve/assets/toy/open_clip_config.json").read_text())["model_cfg"]
         tower = CLIP(**cfg).visual
         return (lambda x: (head(tower(x)), torch.zeros(()))), [*tower.parameters(), *head.parameters()]
-    vision = OwlViTForObjectDetection(OwlViTConfig(**OWL_CFG)).owlvit.vision_model
+    patch = patch or PATCH
+    cfg = {**OWL_CFG, "vision_config": {**OWL_CFG["vision_config"], "patch_size": patch}}
+    vision = OwlViTForObjectDetection(OwlViTConfig(**cfg)).owlvit.vision_model
     if variant in ("vit_mimetic",):
-        mimetic(vision, OWL_CFG["vision_config"]["hidden_size"], SIDE // PATCH)
+        mimetic(vision, OWL_CFG["vision_config"]["hidden_size"], SIDE // patch)
     params = [*vision.parameters(), *head.parameters()]
     if variant != "vit_dense":
         return (lambda x: (head(vision(pixel_values=x).pooler_output), torch.zeros(()))), params
-    teacher = _ResNetTeacher(TOP / "vlserve/assets/toy")
+    teacher = _ResNetTeacher(TOP / "vlserve/assets/toy", grid=SIDE // patch)
     adapters = torch.nn.ModuleDict({s: torch.nn.Linear(128, c) for s, c in teacher.channels.items()})
     params += list(adapters.parameters())
 
@@ -106,9 +108,10 @@ def build(variant: str) -> tuple[Any, list[torch.nn.Parameter]]:
     return forward, params
 
 
-def run(variant: str, data: tuple[torch.Tensor, ...], steps: int) -> list[dict[str, float]]:
+def run(variant: str, data: tuple[torch.Tensor, ...], steps: int, patch: int | None = None
+        ) -> list[dict[str, float]]:
     xtr, ytr, xva, yva = data
-    forward, params = build(variant)
+    forward, params = build(variant, patch)
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
     gen = torch.Generator().manual_seed(0)
     curve, t0 = [], time.time()
@@ -137,13 +140,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--easy", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--patch", type=int, default=None, help="the ViT's patch size (default: the toy OWL-ViT's, 12)")
+    ap.add_argument("--tag", default="", help="added to the results name")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     xtr, ytr = images(4096, 0, args.easy)
     xva, yva = images(500, 100_000, args.easy)
-    curves = {v: run(v, (xtr, ytr, xva, yva), args.steps) for v in args.variants.split(",")}
-    write_result("vit_shape_probe" + ("_easy" if args.easy else ""),
+    curves = {v: run(v, (xtr, ytr, xva, yva), args.steps, args.patch) for v in args.variants.split(",")}
+    write_result("vit_shape_probe" + ("_easy" if args.easy else "") + args.tag,
                  {"task": "supervised 6-way shape, single toy v2 objects", "easy": args.easy, "train_images": 4096,
+                  "patch": args.patch or 12,
                   "val_images": 500, "batch": 64, "lr": 1e-3, "steps": args.steps, "curves": curves,
                   "final_val_top1": {v: c[-1]["val_top1"] for v, c in curves.items() if c}})
 

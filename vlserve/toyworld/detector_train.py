@@ -430,7 +430,7 @@ class _ResNetTeacher:
     resampled to the ViT's patch grid and layer-normed per position (dense targets: a convolutional
     tower's local shape features, which a ViT trained from scratch on two cores does not find alone)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, grid: int = IMAGE_SIZE // PATCH) -> None:
         from open_clip.model import CLIP
         from safetensors.torch import load_file
 
@@ -443,9 +443,10 @@ class _ResNetTeacher:
             getattr(visual, stage).register_forward_hook(
                 lambda module, inputs, out, stage=stage: self._maps.__setitem__(stage, out))
         self.channels = {s: int(getattr(visual, s)[-1].conv3.out_channels) for s in ("layer2", "layer3")}
+        self.grid = grid
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        grid = IMAGE_SIZE // PATCH
+        grid = self.grid
         embedding = self.model.encode_image(pixels).float()
         stages = {}
         for stage, fmap in self._maps.items():
