@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vlserve.errors import InvalidInput, ModelUnavailable
+from vlserve.errors import InvalidInput, ModelUnavailable, VLServeError
 from vlserve.gateway.coalesce import Coalescer
 
 
@@ -82,7 +82,19 @@ def test_a_bad_item_fails_only_its_own_request_renumbered() -> None:
     assert isinstance(err, InvalidInput) and err.item == 1 and err.field == "image"  # its place in ITS request
     for k in (0, 1, 3):
         assert out[k].tolist() == [[float(x)] for x in requests[k]]
-    assert backend.requests == [[0, 1, 2, 3, -1, 4, 5], [0, 1, 2, 5]]  # merged and refused; again without it
+    # merged and refused; then the others again, each on its own (a second bad item would cost only its owner)
+    assert backend.requests[0] == [0, 1, 2, 3, -1, 4, 5]
+    assert sorted(backend.requests[1:]) == [[0], [1, 2], [5]]
+
+
+def test_two_bad_requests_cost_the_good_ones_one_round_more_at_most() -> None:
+    backend = Backend(bad=-1)
+    co = Coalescer(backend, max_batch=64, slots=1)
+    requests = [[i] for i in range(10)] + [[-1], [-1, 20]]
+    out = asyncio.run(_all(co, requests))
+    assert [isinstance(o, InvalidInput) for o in out] == [False] * 10 + [True, True]
+    assert out[11].item == 0
+    assert len(backend.requests) == 1 + len(requests) - 1  # the merged one, then each but the first culprit
 
 
 def test_an_error_of_the_whole_call_reaches_every_caller_as_its_own_copy() -> None:
@@ -92,6 +104,43 @@ def test_an_error_of_the_whole_call_reaches_every_caller_as_its_own_copy() -> No
     assert len({id(e) for e in out[1:]}) == 4  # merged callers each get a copy: renumbering one leaves the rest
     out[1].item = 7
     assert out[2].item is None
+
+
+def test_an_unexpected_failure_answers_every_caller_with_its_own_error() -> None:
+    async def broken(items: list[Any]) -> Any:
+        await asyncio.sleep(0.01)
+        return None  # e.g. a Triton model without the EMBEDDING output
+
+    async def raising(items: list[Any]) -> Any:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("a bug")
+
+    for call in (broken, raising):
+        co = Coalescer(call, max_batch=16, slots=1)
+        out = asyncio.run(asyncio.wait_for(_all(co, [[i] for i in range(4)]), timeout=5))  # nobody left waiting
+        assert all(isinstance(e, Exception) for e in out)
+        merged = out[1:]  # the first went alone
+        assert all(type(e) is VLServeError for e in merged) and len({id(e) for e in merged}) == 3
+
+
+def test_a_full_batch_goes_at_once_on_no_slot() -> None:
+    started: list[list[Any]] = []
+
+    async def call(items: list[Any]) -> np.ndarray:
+        started.append(list(items))
+        await asyncio.sleep(0.05)
+        return np.zeros((len(items), 1), np.float32)
+
+    async def scenario() -> None:
+        small = asyncio.ensure_future(co([0]))
+        await asyncio.sleep(0.01)  # the one slot is busy with it
+        full = asyncio.ensure_future(co([1, 2, 3, 4]))
+        await asyncio.sleep(0.01)
+        assert started == [[0], [1, 2, 3, 4]]  # sent while the slot was still taken
+        await asyncio.gather(small, full)
+
+    co = Coalescer(call, max_batch=4, slots=1)
+    asyncio.run(scenario())
 
 
 def test_a_caller_that_gave_up_is_dropped() -> None:

@@ -10,10 +10,14 @@ timer), and calls that arrive while every slot is busy leave together, up to the
 ``max_batch_size`` rows, as soon as one frees. Triton's own dynamic batcher still merges what
 arrives from elsewhere.
 
+A call that fills a whole batch by itself (a large request's full chunks) goes at once, taking no
+slot, so a big request is not sent chunk after chunk and small ones do not queue behind it.
+
 Errors stay each request's own: an error naming an item (a corrupt image) fails only the request
-that item came from (renumbered to its place there) and the others are sent again without it; any
-other error (Triton down, an internal error) fails every request of that call, each with its own
-copy.
+that item came from (renumbered to its place there), and the others are sent again, each as its own
+Triton request (so a second bad item among them costs no one else another round); any other error
+(Triton down) fails every request of that call, each with its own copy, and an unexpected exception
+becomes each caller's own internal error.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class Coalescer:
     async def __call__(self, items: Sequence[Any]) -> np.ndarray:
         if len(items) > self.max_batch:
             raise ValueError(f"{len(items)} items are over the batch of {self.max_batch}: chunk them first")
+        if len(items) == self.max_batch:  # a full request has nothing to share: it goes at once, on no slot
+            self.calls += 1
+            return await self._call(list(items))
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(items, future))
         if self._busy < self.slots:
@@ -87,6 +94,20 @@ class Coalescer:
         return batch
 
     async def _send(self, batch: list[_Waiting]) -> None:
+        """One Triton request for ``batch``; every caller in it is answered, whatever happens."""
+        try:
+            await self._answer(batch)
+        except BaseException as e:
+            cancelled = isinstance(e, asyncio.CancelledError)  # the gateway shutting down
+            for w in batch:
+                if cancelled:
+                    w.future.cancel()
+                else:  # a bug here or in the call: each caller raises its own error (answered as a 500)
+                    _fail(w, e if len(batch) == 1 else _internal(e))
+            if not isinstance(e, Exception):
+                raise
+
+    async def _answer(self, batch: list[_Waiting]) -> None:
         items = [x for w in batch for x in w.items] if len(batch) > 1 else list(batch[0].items)
         self.calls += 1
         try:
@@ -99,20 +120,11 @@ class Coalescer:
                 return
             index, offset = culprit
             _fail(batch[index], _copy(e, e.item - offset if e.item is not None else None))
-            self._queue.extendleft(reversed([w for k, w in enumerate(batch) if k != index]))  # sent again, first
+            # the others, each on its own: another bad item among them then costs only its own request
+            await asyncio.gather(*(self._answer([w]) for k, w in enumerate(batch) if k != index))
             return
-        except asyncio.CancelledError:  # the gateway shutting down: nobody is left to answer
-            for w in batch:
-                w.future.cancel()
-            raise
-        except Exception as e:  # unexpected: each caller raises it (the error handler answers 500)
-            for w in batch:
-                _fail(w, e)
-            return
-        if len(out) != len(items):
-            for w in batch:
-                _fail(w, VLServeError(f"Triton returned {len(out)} rows for {len(items)} inputs"))
-            return
+        if out is None or len(out) != len(items):
+            raise VLServeError(f"Triton returned {0 if out is None else len(out)} rows for {len(items)} inputs")
         start = 0
         for w in batch:
             if not w.future.done():
@@ -135,6 +147,13 @@ def _owner(batch: list[_Waiting], item: int | None) -> tuple[int, int] | None:
 def _copy(e: VLServeError, item: int | None) -> VLServeError:
     """The same error (type, message, field) for one request: callers renumber ``item`` in place."""
     return type(e).rebuild(e.message, item=item, field=e.field)
+
+
+def _internal(e: BaseException) -> VLServeError:
+    """A caller's own internal error for an unexpected ``e`` shared by a merged request."""
+    err = VLServeError("internal error")
+    err.__cause__ = e
+    return err
 
 
 def _fail(w: _Waiting, e: BaseException) -> None:

@@ -26,13 +26,16 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def direct_routes(routes: Iterable[Any]) -> dict[tuple[str, str], Endpoint]:
-    """(method, path) -> endpoint, for each route of fixed path whose endpoint takes only the request."""
+    """(method, path) -> endpoint, for each route of fixed path whose endpoint is a coroutine taking only
+    the request and which declares no dependencies. Give it the routers' own routes: dependencies added
+    by ``include_router(..., dependencies=...)`` are not seen here (the gateway adds none)."""
     table: dict[tuple[str, str], Endpoint] = {}
     for route in routes:
         if not isinstance(route, APIRoute) or route.param_convertors or route.dependencies:
             continue
         params = list(inspect.signature(route.endpoint).parameters.values())
-        if len(params) != 1 or params[0].annotation not in (Request, "Request"):
+        if not inspect.iscoroutinefunction(route.endpoint) or len(params) != 1 \
+                or params[0].annotation not in (Request, "Request"):
             continue
         for method in route.methods or ():
             table[(method, route.path)] = route.endpoint
