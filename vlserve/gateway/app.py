@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fetcher = UrlFetcher(settings.url_allowed_hosts, settings.max_image_bytes, settings.url_timeout_s) \
         if settings.url_fetch else None
     gw = Gateway(settings, Registry(settings.triton_url, settings.triton_protocol, settings.model,
-                                      coalesce=settings.embed_coalesce),
+                                      coalesce=settings.embed_coalesce,
+                                      on_rows=lambda kind, n: metrics.triton_rows.labels(kind).observe(n)),
                  IndexService(settings.index_dir), ImageResolver(settings.max_image_bytes, fetcher),
                  Limits.of(settings), metrics)
 

@@ -41,6 +41,7 @@ class DeployedModel:
     max_batch: dict[str, int]  # kind -> its max_batch_size
     client: AsyncVLServeClient = field(repr=False)
     coalesce: int = 0  # Triton requests in flight per embedding queue (0: each call its own request)
+    on_rows: Callable[[str, int], None] | None = field(default=None, repr=False)  # (kind, rows) per embedding request
     _coalescers: dict[tuple[str, int | None], Coalescer] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,6 +92,8 @@ class DeployedModel:
         embed = client.embed_texts if kind == "text_encoder" else client.embed_images
 
         def call(chunk: list[Any]) -> Any:
+            if self.on_rows is not None:
+                self.on_rows(kind, len(chunk))
             return embed(chunk, dimensions)
 
         max_batch = self.max_batch.get(kind, 0)
@@ -123,9 +126,11 @@ class DeployedModel:
 
 class Registry:
     def __init__(self, url: str, protocol: Protocol = "grpc", default_model: str | None = None,
-                 refresh_s: float = 10.0, coalesce: int = 0) -> None:
+                 refresh_s: float = 10.0, coalesce: int = 0,
+                 on_rows: Callable[[str, int], None] | None = None) -> None:
         self.url = url
         self.coalesce = coalesce
+        self.on_rows = on_rows
         self.protocol = protocol
         self.default_model = default_model
         self.refresh_s = refresh_s
@@ -182,7 +187,7 @@ class Registry:
             if model_id in models:  # the same spec twice under two prefixes: the prefix tells them apart
                 model_id = f"{prefix}{model_id}"
             models[model_id] = DeployedModel(model_id, prefix, info, kinds, max_batch, client,
-                                              self.coalesce)
+                                              self.coalesce, self.on_rows)
         self.models = models
         self.discovered = True
         log.info("deployed models: %s", {m.id: m.fingerprint for m in models.values()} or "none")

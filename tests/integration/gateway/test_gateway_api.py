@@ -79,6 +79,9 @@ def test_concurrent_embeddings_share_triton_requests_and_keep_their_own_rows(sta
     alone = np.array([r.json()["data"][0]["embedding"] for r in answers], np.float32)
     assert (np.sum(alone * together, axis=1) >= 0.99999).all()  # each answer holds its own text's row
     assert rows >= len(texts) and requests < len(texts)  # fewer Triton requests than HTTP requests
+    sent = _samples(stack)  # the gateway's own count agrees: some of its text requests carried several rows
+    assert sent[("vlserve_triton_request_rows_sum", (("model", "text_encoder"),))] > \
+        sent[("vlserve_triton_request_rows_count", (("model", "text_encoder"),))]
 
 
 def test_a_corrupt_image_among_concurrent_requests_fails_only_its_own(stack: Stack) -> None:
@@ -247,13 +250,17 @@ def test_cors_is_closed_by_default(stack: Stack) -> None:
     assert "access-control-allow-origin" not in r.headers
 
 
-def test_metrics_count_requests_errors_and_latency(stack: Stack) -> None:
+def _samples(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(stack.http.get("/metrics").text) for s in family.samples}
+
+
+def test_metrics_count_requests_errors_and_latency(stack: Stack) -> None:
     stack.embed(["a red star"])
     stack.post("/v1/embeddings", {"model": "nope", "input": "x"})
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(stack.http.get("/metrics").text) for s in family.samples}
+    samples = _samples(stack)
     assert samples[("vlserve_http_requests_total",
                     (("method", "POST"), ("route", "/v1/embeddings"), ("status", "200")))] >= 1
     assert samples[("vlserve_http_errors_total", (("type", "not_found"),))] >= 1
