@@ -9,6 +9,7 @@ other images every 200 steps. Variants (each from the same seed):
   I + noise, W_v W_o ~ -I + noise, 2-D sin-cos position embeddings);
 * ``vit_dense``: plus dense distillation, as ``train-detector --dense-distil`` does: the middle and last
   blocks' patch tokens regress (linear adapters) onto the toy ResNet's layer2 / layer3 maps;
+* ``vit_mimetic_dense``: both (mimetic initialisation, then dense distillation);
 * ``resnet``: the toy ResNet's tower architecture from scratch, for reference.
 
 ``--easy`` draws the scenes the easy way (flat fills, nearly upright, plain backgrounds).
@@ -88,10 +89,10 @@ def build(variant: str, patch: int | None = None) -> tuple[Any, list[torch.nn.Pa
     patch = patch or PATCH
     cfg = {**OWL_CFG, "vision_config": {**OWL_CFG["vision_config"], "patch_size": patch}}
     vision = OwlViTForObjectDetection(OwlViTConfig(**cfg)).owlvit.vision_model
-    if variant in ("vit_mimetic",):
+    if variant in ("vit_mimetic", "vit_mimetic_dense"):
         mimetic(vision, OWL_CFG["vision_config"]["hidden_size"], SIDE // patch)
     params = [*vision.parameters(), *head.parameters()]
-    if variant != "vit_dense":
+    if variant not in ("vit_dense", "vit_mimetic_dense"):
         return (lambda x: (head(vision(pixel_values=x).pooler_output), torch.zeros(()))), params
     teacher = _ResNetTeacher(TOP / "vlserve/assets/toy", grid=SIDE // patch)
     adapters = torch.nn.ModuleDict({s: torch.nn.Linear(128, c) for s, c in teacher.channels.items()})
