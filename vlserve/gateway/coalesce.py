@@ -54,7 +54,7 @@ class Coalescer:
         self._busy = 0
         self._queue: collections.deque[_Waiting] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.calls = 0  # Triton requests sent (for tests and metrics)
+        self.calls = 0  # Triton requests sent (tests read it; the metric is the registry's on_rows)
 
     async def __call__(self, items: Sequence[Any]) -> np.ndarray:
         if len(items) > self.max_batch:
@@ -150,8 +150,9 @@ def _copy(e: VLServeError, item: int | None) -> VLServeError:
 
 
 def _internal(e: BaseException) -> VLServeError:
-    """A caller's own internal error for an unexpected ``e`` shared by a merged request."""
-    err = VLServeError("internal error")
+    """A caller's own internal error for an unexpected ``e`` shared by a merged request. Its message names
+    ``e``, so the gateway's internal-error log says what went wrong (the client sees only "internal error")."""
+    err = VLServeError(f"internal error in a merged Triton request: {e!r}")
     err.__cause__ = e
     return err
 
